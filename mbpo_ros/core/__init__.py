@@ -1,0 +1,1 @@
+"""mbpo_ros.core"""
