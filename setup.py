@@ -24,7 +24,6 @@ setup(
     maintainer_email="maintainers@mbpo-ros.invalid",
     description="Model-Based Policy Optimization for robot arms on ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "agent_node = mbpo_ros.nodes.agent_node:main",
