@@ -1,0 +1,27 @@
+"""Run a trained policy on a real arm: agent_node alone, mode:=deploy.
+
+    ros2 launch mbpo_ros deploy.launch.py checkpoint:=runs/reach-20261125-120000/checkpoint
+    ros2 launch mbpo_ros deploy.launch.py checkpoint:=... \
+        command_topic:=/forward_velocity_controller/commands joint_names:=shoulder_pan_joint,...
+    ros2 launch mbpo_ros deploy.launch.py --show-args
+
+The agent's command topics are remapped to a ros2_control setup: Float64MultiArray velocity
+commands to `command_topic` (default /forward_velocity_controller/commands) and
+JointTrajectory commands to `trajectory_topic` (default
+/joint_trajectory_controller/joint_trajectory; pick the interface in the YAML). The safety
+layer of the agent (limits, rate limit, watchdog, e-stop service ~/estop) is always on.
+Arguments and node description come from mbpo_ros/graph.py (DeployArgs, deploy_graph).
+"""
+
+from launch.actions import OpaqueFunction
+
+from launch import LaunchDescription
+from mbpo_ros.graph import DeployArgs, declare_launch_arguments, deploy_graph, launch_nodes
+
+
+def _nodes(context, *args, **kwargs):
+    return launch_nodes(DeployArgs, deploy_graph, context)
+
+
+def generate_launch_description() -> LaunchDescription:
+    return LaunchDescription([*declare_launch_arguments(DeployArgs), OpaqueFunction(function=_nodes)])

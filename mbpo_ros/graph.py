@@ -1,0 +1,376 @@
+"""One description of mbpo_ros's node graphs, rendered for `ros2 launch` and for subprocesses.
+
+A graph is a list of :class:`NodeSpec` (executable, node name, namespace, params files,
+parameter overrides, remappings) computed from the same arguments the launch files declare:
+:class:`TrainArgs` for ``launch/train.launch.py`` (twin_node + agent_node) and
+:class:`DeployArgs` for ``launch/deploy.launch.py`` (agent_node only, on a real arm).
+The launch arguments are *generated* from these dataclasses (:func:`launch_arguments`), so
+their names, defaults and descriptions cannot drift from what ``mbpo-ros train`` and the
+subprocess tests use.
+
+Two renderers:
+
+- :func:`to_ros_args` -> ``["--ros-args", "-r", "__node:=...", "--params-file", f, "-p", "k:=v",
+  "-r", "from:=to", ...]`` for starting a node executable as a subprocess
+  (:func:`command_line` prepends the executable);
+- :func:`to_launch_node` -> ``launch_ros.actions.Node`` with the same fields; the launch files call
+  it from an ``OpaqueFunction`` so that every ``LaunchConfiguration`` is resolved first.
+
+Share locations (:func:`share_dir`): the installed share directory found through
+``ament_index_python`` when the package is installed ROS-style (colcon), else the source
+tree (a pip editable install), whose ``config/`` holds the same YAML files.
+
+`launch` and `launch_ros` are imported only inside :func:`to_launch_node` and
+:func:`declare_launch_arguments`: everything else works with rclpy wheels only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "mbpo_ros"
+
+#: node executable -> Python module with ``main()``, the fall-back when no console script is found.
+EXECUTABLE_MODULES = {
+    "twin_node": "mbpo_ros.nodes.twin_node",
+    "agent_node": "mbpo_ros.nodes.agent_node",
+}
+
+#: The command topics of the two standard ros2_control controllers a real arm usually runs.
+FORWARD_VELOCITY_TOPIC = "/forward_velocity_controller/commands"
+JOINT_TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
+
+#: The agent's default command topics (docs/architecture.md, "Topics").
+AGENT_COMMAND_TOPIC = "/arm_controller/commands"
+AGENT_TRAJECTORY_TOPIC = "/arm_controller/joint_trajectory"
+
+
+def arg(default: Any, doc: str) -> Any:
+    """A GraphArgs field: its default and the description shown by `ros2 launch ... --show-args`."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass
+class TrainArgs:
+    """Arguments of ``train.launch.py`` (twin_node + agent_node); defaults are the launch defaults."""
+
+    robot: str = arg("", "MJCF file of the simulated arm; empty = the bundled 6-DOF arm (sim/assets/arm6.xml)")
+    config: str = arg("", "agent_node parameters YAML; empty = config/mbpo.yaml from the package share")
+    twin_config: str = arg("", "twin_node parameters YAML; empty = config/twin.yaml from the package share")
+    control_rate: float = arg(20.0, "control rate in Hz: the agent's loop rate and the twin's control period (1/rate)")
+    use_sim_time: bool = arg(True, "agent follows the twin's /clock instead of the wall clock")
+    real_time_factor: float = arg(1.0, "twin speed: 1.0 = wall-clock time, >1 faster, 0 = as fast as possible")
+    lockstep: bool = arg(False, "twin advances one control period per command; agent steps per joint state (deterministic)")
+    device: str = arg("auto", "torch device for training: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    run_dir: str = arg("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = the agent's default")
+    seed: int = arg(0, "random seed of the twin (goals, noise) and of the learner")
+
+
+@dataclass
+class DeployArgs:
+    """Arguments of ``deploy.launch.py`` (agent_node alone, driving a real ros2_control arm)."""
+
+    checkpoint: str = arg("", "checkpoint directory of a trained run (<run_dir>/checkpoint); required")
+    config: str = arg("", "agent_node parameters YAML; empty = config/mbpo.yaml from the package share")
+    command_topic: str = arg(
+        FORWARD_VELOCITY_TOPIC,
+        "topic the velocity commands (std_msgs/Float64MultiArray) are remapped to, "
+        "e.g. /forward_velocity_controller/commands",
+    )
+    trajectory_topic: str = arg(
+        JOINT_TRAJECTORY_TOPIC,
+        "topic the JointTrajectory commands are remapped to, e.g. /joint_trajectory_controller/joint_trajectory",
+    )
+    joint_states_topic: str = arg("/joint_states", "topic of the arm's sensor_msgs/JointState")
+    joint_names: str = arg("", "comma-separated joint names of the real arm; empty = the names in the YAML")
+    control_rate: float = arg(20.0, "control rate in Hz")
+    use_sim_time: bool = arg(False, "follow /clock (only when the arm is simulated)")
+    device: str = arg("cpu", "torch device (deploy mode only evaluates a NumPy policy snapshot)")
+    run_dir: str = arg("", "run directory for the deploy log; empty = the agent's default")
+    seed: int = arg(0, "random seed")
+
+
+#: Backwards-friendly name used by the issue text: the train graph's arguments.
+GraphArgs = TrainArgs
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph, as data.
+
+    parameters: overrides applied after the params files (``-p name:=value``), typed Python values.
+    remappings: ``(from, to)`` topic/service name pairs.
+    """
+
+    package: str
+    executable: str
+    name: str
+    namespace: str = ""  # empty = root; the config/*.yaml files are keyed by bare node names (root namespace)
+    params_files: tuple[str, ...] = ()
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def source_root() -> Path:
+    """The source tree this module was imported from (holds config/, launch/)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def share_dir() -> Path:
+    """``share/mbpo_ros`` of a ROS-style install when there is one, else the source tree."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return source_root()
+    try:
+        path = Path(get_package_share_directory(PACKAGE))
+    except (PackageNotFoundError, ValueError, LookupError):
+        return source_root()
+    return path if (path / "config").is_dir() else source_root()
+
+
+def config_file(name: str) -> str:
+    """Absolute path of ``config/<name>`` in :func:`share_dir`; FileNotFoundError naming where it looked."""
+    path = share_dir() / "config" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"parameters file {name!r} not found at {path}")
+    return str(path)
+
+
+def bundled_robot() -> str:
+    """Absolute path of the bundled arm's MJCF file (mbpo_ros/sim/assets/arm6.xml)."""
+    return str(Path(__file__).resolve().parent / "sim" / "assets" / "arm6.xml")
+
+
+# --------------------------------------------------------------------------- graphs
+
+
+def train_graph(args: TrainArgs) -> list[NodeSpec]:
+    """twin_node + agent_node for training against the MuJoCo twin."""
+    if args.control_rate <= 0:
+        raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
+    if args.real_time_factor < 0:
+        raise ValueError(f"real_time_factor = {args.real_time_factor} must be >= 0 (0 = as fast as possible)")
+    twin_params: dict[str, Any] = {
+        "control_period": 1.0 / float(args.control_rate),
+        "real_time_factor": float(args.real_time_factor),
+        "lockstep": bool(args.lockstep),
+        "seed": int(args.seed),
+    }
+    if args.robot:
+        twin_params["model_path"] = str(Path(args.robot).expanduser().resolve())
+    agent_params: dict[str, Any] = {
+        "control_rate": float(args.control_rate),
+        "use_sim_time": bool(args.use_sim_time),
+        "lockstep": bool(args.lockstep),
+        "device": args.device,
+        "seed": int(args.seed),
+        "mode": "train",
+        "reset_service": "/twin_node/reset",
+    }
+    if args.run_dir:
+        agent_params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
+    twin = NodeSpec(
+        package=PACKAGE,
+        executable="twin_node",
+        name="twin_node",
+        params_files=(args.twin_config or config_file("twin.yaml"),),
+        parameters=twin_params,
+    )
+    agent = NodeSpec(
+        package=PACKAGE,
+        executable="agent_node",
+        name="agent_node",
+        params_files=(args.config or config_file("mbpo.yaml"),),
+        parameters=agent_params,
+    )
+    return [twin, agent]
+
+
+def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
+    """agent_node alone in deploy mode, its command topics remapped to a real ros2_control arm."""
+    if not args.checkpoint:
+        raise ValueError("deploy needs checkpoint:=<run_dir>/checkpoint (a trained run's checkpoint directory)")
+    if args.control_rate <= 0:
+        raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
+    params: dict[str, Any] = {
+        "mode": "deploy",
+        "checkpoint": str(Path(args.checkpoint).expanduser().resolve()),
+        "control_rate": float(args.control_rate),
+        "use_sim_time": bool(args.use_sim_time),
+        "lockstep": False,
+        "device": args.device,
+        "seed": int(args.seed),
+        "reset_service": "",
+    }
+    names = [n.strip() for n in args.joint_names.split(",") if n.strip()]
+    if names:
+        params["joint_names"] = names
+    if args.run_dir:
+        params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
+    remaps = [(AGENT_COMMAND_TOPIC, args.command_topic), (AGENT_TRAJECTORY_TOPIC, args.trajectory_topic)]
+    if args.joint_states_topic != "/joint_states":
+        remaps.append(("/joint_states", args.joint_states_topic))
+    agent = NodeSpec(
+        package=PACKAGE,
+        executable="agent_node",
+        name="agent_node",
+        params_files=(args.config or config_file("mbpo.yaml"),),
+        parameters=params,
+        remappings=tuple((a, b) for a, b in remaps if a != b),
+    )
+    return [agent]
+
+
+# --------------------------------------------------------------------------- renderers
+
+
+def param_value(value: Any) -> str:
+    """A parameter value as the YAML text `-p name:=value` expects (strings quoted where YAML would retype them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(param_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+        return text[: -len("...")].strip() if text.endswith("...") else text
+    raise TypeError(f"parameter value {value!r} of type {type(value).__name__} has no ROS parameter form")
+
+
+def to_ros_args(spec: NodeSpec) -> list[str]:
+    """``--ros-args`` for starting ``spec`` as a process, in the order launch_ros uses."""
+    out = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        out += ["-r", f"__ns:={spec.namespace}"]
+    for f in spec.params_files:
+        out += ["--params-file", str(f)]
+    for key, value in spec.parameters.items():
+        out += ["-p", f"{key}:={param_value(value)}"]
+    for src, dst in spec.remappings:
+        out += ["-r", f"{src}:={dst}"]
+    return out
+
+
+def resolve_executable(spec: NodeSpec) -> list[str]:
+    """The argv prefix that starts ``spec.executable``.
+
+    Looks, in order, in ``<prefix>/lib/<package>/`` of each AMENT_PREFIX_PATH entry (a colcon
+    install, where ``ros2 run`` looks), beside the running interpreter (pip console scripts),
+    on PATH; falls back to ``python -c "from <module> import main; main()"``.
+    """
+    candidates = [Path(p) / "lib" / spec.package / spec.executable
+                  for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    candidates.append(Path(sys.executable).parent / spec.executable)
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return [str(c)]
+    found = shutil.which(spec.executable)
+    if found:
+        return [found]
+    module = EXECUTABLE_MODULES.get(spec.executable)
+    if module is None:
+        raise FileNotFoundError(f"executable {spec.executable!r} of package {spec.package!r} not found")
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def command_line(spec: NodeSpec) -> list[str]:
+    """Full argv to run ``spec`` as a subprocess: executable + :func:`to_ros_args`."""
+    return resolve_executable(spec) + to_ros_args(spec)
+
+
+def to_launch_node(spec: NodeSpec, output: str = "screen"):
+    """``launch_ros.actions.Node`` for ``spec`` (needs a full ROS 2 install)."""
+    from launch_ros.actions import Node
+
+    kwargs: dict[str, Any] = {
+        "package": spec.package,
+        "executable": spec.executable,
+        "name": spec.name,
+        "parameters": [*spec.params_files, dict(spec.parameters)],
+        "remappings": [tuple(r) for r in spec.remappings],
+        "output": output,
+    }
+    if spec.namespace:
+        kwargs["namespace"] = spec.namespace
+    return Node(**kwargs)
+
+
+# --------------------------------------------------------------------------- launch arguments
+
+
+def launch_arguments(cls: type) -> list[tuple[str, str, str]]:
+    """(name, default as launch text, description) for each field of an args dataclass."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default
+        text = ("true" if default else "false") if isinstance(default, bool) else str(default)
+        out.append((f.name, text, f.metadata.get("doc", "")))
+    return out
+
+
+def parse_bool(text: str, name: str = "value") -> bool:
+    """Launch-style boolean text ('true', 'False', '1', 'no', ...) -> bool; ValueError otherwise."""
+    t = str(text).strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"{name} = {text!r} is not a boolean (true/false)")
+
+
+def args_from_strings(cls: type, values: Mapping[str, str]):
+    """Build TrainArgs/DeployArgs from launch-argument strings, typed by the dataclass fields."""
+    kwargs: dict[str, Any] = {}
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for name, text in values.items():
+        f = known.get(name)
+        if f is None:
+            raise ValueError(f"unknown argument {name!r}; known: {', '.join(known)}")
+        kind = type(f.default)
+        try:
+            if kind is bool:
+                kwargs[name] = parse_bool(text, name)
+            elif kind is int:
+                kwargs[name] = int(text)
+            elif kind is float:
+                kwargs[name] = float(text)
+            else:
+                kwargs[name] = str(text)
+        except ValueError as exc:
+            raise ValueError(f"launch argument {name} = {text!r}: {exc}") from exc
+    return cls(**kwargs)
+
+
+def declare_launch_arguments(cls: type) -> list:
+    """``DeclareLaunchArgument`` actions for each field of ``cls`` (needs a full ROS 2 install)."""
+    from launch.actions import DeclareLaunchArgument
+
+    return [DeclareLaunchArgument(name, default_value=default, description=doc)
+            for name, default, doc in launch_arguments(cls)]
+
+
+def launch_nodes(cls: type, graph_fn, context, output: str = "screen") -> list:
+    """OpaqueFunction body: resolve each LaunchConfiguration of ``cls`` and build the graph's Nodes."""
+    from launch.substitutions import LaunchConfiguration
+
+    values = {f.name: LaunchConfiguration(f.name).perform(context) for f in dataclasses.fields(cls)}
+    return [to_launch_node(spec, output=output) for spec in graph_fn(args_from_strings(cls, values))]
+
+
+def graph_summary(specs: Sequence[NodeSpec]) -> str:
+    """Human-readable lines: one command line per node (what `mbpo-ros train -v` prints)."""
+    return "\n".join(" ".join(command_line(s)) for s in specs)

@@ -1,0 +1,189 @@
+"""graph.py: one description of the node graphs, rendered for subprocesses and for ros2 launch.
+
+The `--ros-args` rendering is checked by rclpy's own argument parser (a node created in a
+context initialised with those arguments gets the name, namespace, parameter overrides and
+remappings the spec asks for), not by comparing strings with themselves.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import py_compile
+import re
+from pathlib import Path
+
+import pytest
+
+from mbpo_ros import graph
+from mbpo_ros.graph import DeployArgs, NodeSpec, TrainArgs
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = ["train.launch.py", "deploy.launch.py"]
+
+
+def _load_launch_module(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO / "launch" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", LAUNCH_FILES)
+def test_launch_file_compiles_and_uses_standard_api_only(name):
+    path = REPO / "launch" / name
+    py_compile.compile(str(path), doraise=True)
+    tree = ast.parse(path.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            imported.update(a.name.split(".")[0] for a in node.names)
+    assert imported <= {"launch", "launch_ros", "mbpo_ros", "ament_index_python"}, imported
+    funcs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in funcs
+
+
+@pytest.mark.parametrize(("name", "cls"), [("train.launch.py", TrainArgs), ("deploy.launch.py", DeployArgs)])
+def test_generate_launch_description_where_launch_exists(name, cls):
+    launch = pytest.importorskip("launch", reason="launch comes with a full ROS 2 install")
+    pytest.importorskip("launch_ros", reason="launch_ros comes with a full ROS 2 install")
+    ld = _load_launch_module(name).generate_launch_description()
+    assert isinstance(ld, launch.LaunchDescription)
+    declared = {a.name: a.default_value for a in ld.get_launch_arguments()}
+    assert set(declared) == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_launch_arguments_mirror_the_dataclass_defaults():
+    for cls in (TrainArgs, DeployArgs):
+        rows = graph.launch_arguments(cls)
+        assert [r[0] for r in rows] == [f.name for f in dataclasses.fields(cls)]
+        parsed = graph.args_from_strings(cls, {name: default for name, default, _ in rows})
+        assert parsed == cls(), f"{cls.__name__}: launch defaults do not parse back to the dataclass defaults"
+        assert all(doc for _, _, doc in rows), f"{cls.__name__}: every launch argument needs a description"
+
+
+def test_train_args_are_the_issue_arguments():
+    names = {f.name for f in dataclasses.fields(TrainArgs)}
+    for required in ("robot", "config", "control_rate", "use_sim_time", "real_time_factor",
+                     "lockstep", "device", "run_dir", "seed"):
+        assert required in names
+
+
+def test_args_from_strings_types_and_errors():
+    a = graph.args_from_strings(TrainArgs, {"lockstep": "True", "seed": "7", "control_rate": "50",
+                                            "real_time_factor": "0"})
+    assert a.lockstep is True and a.seed == 7 and a.control_rate == 50.0 and a.real_time_factor == 0.0
+    with pytest.raises(ValueError, match="lockstep"):
+        graph.args_from_strings(TrainArgs, {"lockstep": "maybe"})
+    with pytest.raises(ValueError, match="unknown argument 'robto'"):
+        graph.args_from_strings(TrainArgs, {"robto": "x"})
+
+
+def test_share_dir_falls_back_to_the_source_tree_config():
+    share = graph.share_dir()
+    assert (share / "config").is_dir()
+    assert Path(graph.bundled_robot()).name == "arm6.xml"
+
+
+def _train_specs(**kw):
+    # Explicit params files so that these tests do not depend on the YAML files' presence.
+    return graph.train_graph(TrainArgs(config="/tmp/mbpo.yaml", twin_config="/tmp/twin.yaml", **kw))
+
+
+def test_train_graph_content():
+    twin, agent = _train_specs(control_rate=50.0, lockstep=True, seed=3, run_dir="runs/x", robot="my_arm.xml")
+    assert (twin.executable, twin.name, agent.executable, agent.name) == (
+        "twin_node", "twin_node", "agent_node", "agent_node")
+    assert twin.params_files == ("/tmp/twin.yaml",) and agent.params_files == ("/tmp/mbpo.yaml",)
+    assert twin.parameters["control_period"] == pytest.approx(0.02)
+    assert agent.parameters["control_rate"] == 50.0
+    assert twin.parameters["lockstep"] is True and agent.parameters["lockstep"] is True
+    assert twin.parameters["seed"] == agent.parameters["seed"] == 3
+    assert Path(agent.parameters["run_dir"]).is_absolute()
+    assert Path(twin.parameters["model_path"]).is_absolute()
+    assert agent.parameters["reset_service"] == "/twin_node/reset"
+    assert "use_sim_time" not in twin.parameters, "the twin owns time; it must not follow /clock"
+    with pytest.raises(ValueError, match="control_rate"):
+        _train_specs(control_rate=0.0)
+
+
+def test_deploy_graph_remaps_to_ros2_control():
+    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml",
+                                             joint_names="a, b,c", joint_states_topic="/arm/joint_states"))
+    assert agent.parameters["mode"] == "deploy"
+    assert Path(agent.parameters["checkpoint"]).is_absolute()
+    assert agent.parameters["joint_names"] == ["a", "b", "c"]
+    assert agent.parameters["reset_service"] == ""
+    remaps = dict(agent.remappings)
+    assert remaps["/arm_controller/commands"] == "/forward_velocity_controller/commands"
+    assert remaps["/arm_controller/joint_trajectory"] == "/joint_trajectory_controller/joint_trajectory"
+    assert remaps["/joint_states"] == "/arm/joint_states"
+    with pytest.raises(ValueError, match="checkpoint"):
+        graph.deploy_graph(DeployArgs(config="/tmp/mbpo.yaml"))
+
+
+def test_to_ros_args_layout():
+    spec = NodeSpec(package="mbpo_ros", executable="agent_node", name="agent_node", namespace="/ns",
+                    params_files=("/p.yaml",), parameters={"a": 1, "b": "x"}, remappings=(("/x", "/y"),))
+    assert graph.to_ros_args(spec) == ["--ros-args", "-r", "__node:=agent_node", "-r", "__ns:=/ns",
+                                       "--params-file", "/p.yaml", "-p", "a:=1", "-p", "b:=x", "-r", "/x:=/y"]
+
+
+def test_param_values_keep_their_types():
+    assert graph.param_value(True) == "true"
+    assert graph.param_value(2) == "2"
+    assert graph.param_value(20.0) == "20.0"
+    assert graph.param_value("1.5") == "'1.5'"  # a string that YAML would read as a float
+    assert graph.param_value("") == "''"
+    assert graph.param_value(["j1", "j2"]) == "[j1, j2]"
+    with pytest.raises(TypeError):
+        graph.param_value(object())
+
+
+def test_command_line_finds_the_executables():
+    for exe in ("twin_node", "agent_node"):
+        argv = graph.resolve_executable(NodeSpec(package="mbpo_ros", executable=exe, name=exe))
+        assert argv, exe
+        assert re.search(exe, " ".join(argv)) or "mbpo_ros.nodes" in " ".join(argv)
+
+
+@pytest.mark.ros
+def test_rclpy_parses_the_rendered_ros_args(tmp_path, ros_domain):
+    """rclpy applies name, namespace, params file, typed overrides and remaps exactly as rendered."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    params = tmp_path / "p.yaml"
+    params.write_text("/team/probe_node:\n  ros__parameters:\n    from_file: 5\n    overridden: 1.0\n")
+    spec = NodeSpec(package="mbpo_ros", executable="x", name="probe_node", namespace="/team",
+                    params_files=(str(params),),
+                    parameters={"overridden": 2.5, "flag": True, "label": "1.5", "names": ["j1", "j2"], "n": 3},
+                    remappings=(("/arm_controller/commands", "/forward_velocity_controller/commands"),))
+    ctx = rclpy.Context()
+    rclpy.init(args=["prog", *graph.to_ros_args(spec)], context=ctx, domain_id=ros_domain)
+    try:
+        node = rclpy.create_node("some_other_name", context=ctx)
+        assert node.get_name() == "probe_node"
+        assert node.get_namespace() == "/team"
+        node.declare_parameter("from_file", 0)
+        node.declare_parameter("overridden", 0.0)
+        node.declare_parameter("flag", False)
+        node.declare_parameter("label", "")
+        node.declare_parameter("names", Parameter.Type.STRING_ARRAY)
+        node.declare_parameter("n", 0)
+        assert node.get_parameter("from_file").value == 5
+        assert node.get_parameter("overridden").value == 2.5
+        assert node.get_parameter("flag").value is True
+        assert node.get_parameter("label").value == "1.5"
+        assert list(node.get_parameter("names").value) == ["j1", "j2"]
+        assert node.get_parameter("n").value == 3
+        from std_msgs.msg import Float64MultiArray
+
+        pub = node.create_publisher(Float64MultiArray, "/arm_controller/commands", 1)
+        assert pub.topic_name == "/forward_velocity_controller/commands"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
