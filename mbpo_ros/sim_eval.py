@@ -1,0 +1,189 @@
+"""`mbpo-ros eval`: a checkpoint's deterministic policy on the twin, success rate and final distance.
+
+The twin here is the Gymnasium env ``mbpo_ros/ArmReach-v0`` in-process: the same ArmTwin physics
+and the same ReachTask (observation, reward, success) that twin_node and agent_node use over
+ROS 2, without the transport. An episode succeeds when the end effector ends it within
+``success_threshold`` (3 cm) of the goal, the definition agent_node's episodes.csv uses.
+
+    mbpo-ros eval --checkpoint runs/reach-20261125-120000/checkpoint --episodes 50 --seed 0
+
+Python API (used by `mbpo-ros train` and the tests): :func:`load_policy`, :func:`evaluate`,
+:func:`random_policy_baseline`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_ID = "mbpo_ros/ArmReach-v0"
+
+#: seeds for evaluation episodes are drawn from this offset so they never coincide with training seeds.
+EVAL_SEED_OFFSET = 10_000
+
+
+@dataclass
+class EvalResult:
+    """Outcome of N evaluation episodes."""
+
+    episodes: int
+    """number of episodes run"""
+    success_rate: float
+    """fraction of episodes that ended within the success threshold of the goal"""
+    final_distance_m: float
+    """mean end-effector-to-goal distance at the end of an episode [m]"""
+    final_distance_median_m: float
+    """median end-effector-to-goal distance at the end of an episode [m]"""
+    mean_return: float
+    """mean undiscounted episode return"""
+    wall_seconds: float
+    """time the evaluation took"""
+
+    def line(self) -> str:
+        return (f"success {self.success_rate:.0%} over {self.episodes} episodes, final distance "
+                f"{100 * self.final_distance_m:.1f} cm mean / {100 * self.final_distance_median_m:.1f} cm median, "
+                f"return {self.mean_return:.2f}")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint directory, given it or a run directory holding ``checkpoint/``."""
+    p = Path(path).expanduser()
+    if (p / "checkpoint").is_dir() and not (p / "meta.json").is_file():
+        p = p / "checkpoint"
+    if not p.exists():
+        raise FileNotFoundError(f"checkpoint {p} does not exist (give <run_dir>/checkpoint or the run directory)")
+    return p
+
+
+def load_policy(checkpoint: str | Path):
+    """The deterministic-capable PolicySnapshot stored in a training checkpoint (no unpickling).
+
+    checkpoint: a directory written by the trainer (io/checkpoint.py), or a run directory.
+    """
+    from mbpo_ros.core.config import config_from_dict
+    from mbpo_ros.core.tasks import get_task
+    from mbpo_ros.core.trainer import MBPO
+    from mbpo_ros.io.checkpoint import load_checkpoint
+
+    tensors, arrays, meta = load_checkpoint(resolve_checkpoint(checkpoint))
+    cfg_dict = meta.get("config")
+    if cfg_dict is None:
+        raise ValueError(f"checkpoint {checkpoint} has no 'config' in its meta.json; was it written by MBPO.state()?")
+    cfg = config_from_dict(cfg_dict)
+    cfg.device = "cpu"
+    task = get_task(meta.get("task", "reach"))
+    obs_dim = int(meta.get("obs_dim", task.obs_dim))
+    act_dim = int(meta.get("act_dim", task.act_dim))
+    mbpo = MBPO(obs_dim, act_dim, cfg, task)
+    mbpo.load_state(tensors, arrays, meta)
+    return mbpo.policy_snapshot()
+
+
+def make_env(**env_kwargs):
+    """The Reach gym env (registers it by importing mbpo_ros.sim)."""
+    import gymnasium as gym
+
+    import mbpo_ros.sim  # noqa: F401  (registers mbpo_ros/ArmReach-v0)
+
+    return gym.make(ENV_ID, **env_kwargs)
+
+
+def _task_of(env):
+    task = getattr(env.unwrapped, "task", None)
+    if task is None:
+        from mbpo_ros.core.reach import ReachTask
+
+        task = ReachTask()
+    return task
+
+
+def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int, seed: int,
+                 env=None) -> EvalResult:
+    """Run ``episodes`` episodes with ``act(obs [obs_dim], rng) -> action [act_dim]``.
+
+    Episode i resets with seed ``seed + EVAL_SEED_OFFSET + i`` (fixed goals for a given seed).
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes} must be at least 1")
+    own_env = env is None
+    env = make_env() if own_env else env
+    task = _task_of(env)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    successes, distances, returns = [], [], []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=int(seed) + EVAL_SEED_OFFSET + i)
+            ret, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(act(obs, rng))
+                ret += float(reward)
+                done = terminated or truncated
+            d = float(task.distance(obs))
+            distances.append(d)
+            successes.append(d < task.cfg.success_threshold)
+            returns.append(ret)
+    finally:
+        if own_env:
+            env.close()
+    return EvalResult(
+        episodes=episodes,
+        success_rate=float(np.mean(successes)),
+        final_distance_m=float(np.mean(distances)),
+        final_distance_median_m=float(np.median(distances)),
+        mean_return=float(np.mean(returns)),
+        wall_seconds=time.perf_counter() - t0,
+    )
+
+
+def evaluate(policy, episodes: int = 50, seed: int = 0, env=None) -> EvalResult:
+    """Deterministic ``policy`` (PolicySnapshot) on the gym twin for ``episodes`` episodes."""
+    return run_episodes(lambda obs, rng: policy.act(obs, deterministic=True, rng=rng), episodes, seed, env)
+
+
+def random_policy_baseline(episodes: int = 10, seed: int = 0, env=None) -> EvalResult:
+    """Uniform random actions in [-1, 1]^act_dim: the level a learning curve must rise above."""
+    own_env = env is None
+    env = make_env() if own_env else env
+    act_dim = int(np.prod(env.action_space.shape))
+    try:
+        return run_episodes(lambda obs, rng: rng.uniform(-1.0, 1.0, size=act_dim).astype(np.float32),
+                            episodes, seed, env)
+    finally:
+        if own_env:
+            env.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="checkpoint directory (<run_dir>/checkpoint) or the run directory itself")
+    parser.add_argument("--episodes", type=int, default=50, metavar="N", help="evaluation episodes (default 50)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="seed of the episodes' goals and start poses (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.checkpoint)
+        result = evaluate(policy, episodes=args.episodes, seed=args.seed)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mbpo-ros eval: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                          for k, v in asdict(result).items()}))
+    else:
+        print(f"{resolve_checkpoint(args.checkpoint)}: {result.line()}")
+    return 0

@@ -1,0 +1,295 @@
+"""`mbpo-ros train`: train Reach on the bundled MuJoCo twin, twin_node + agent_node over ROS 2.
+
+What `make demo` runs. With no arguments it
+
+1. measures the random policy's success rate and return on the gym twin (same seed, a few
+   episodes): the level the learning curve must rise above;
+2. starts twin_node and agent_node as subprocesses, exactly as ``launch/train.launch.py`` would
+   (mbpo_ros/graph.py renders the same node specs into ``--ros-args``), in lock-step simulated
+   time and in a ROS_DOMAIN_ID of their own (domain_coordinator, else a random one);
+3. shows a live progress line by tailing ``<out>/episodes.csv`` (written by agent_node, one row
+   per episode) and logs it to ``metrics.csv`` + TensorBoard;
+4. after ``--steps`` env steps, SIGINTs the agent (it writes its final checkpoint), then the twin;
+5. evaluates the final checkpoint's deterministic policy (``--eval-episodes``, default 50) and
+   writes ``summary.json`` and ``learning_curve.png``; ends with a one-line summary.
+
+It exits non-zero with the node's last log lines if a node dies. Node logs are in ``<out>/logs/``.
+
+Run directory: checkpoint/, transitions.mcap, episodes.csv (agent_node), metrics.csv, tb/,
+learning_curve.png, summary.json, logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mbpo_ros import graph
+
+#: Default training budget in env steps (20 Hz control, 100 steps per episode): sized so that
+#: the whole demo (baseline, training, final evaluation) stays under 15 minutes on 2 CPU cores.
+DEFAULT_STEPS = 6000
+
+#: Episodes in the rolling window that gives the training success rate shown live.
+WINDOW = 20
+
+
+@dataclass
+class GraphProcess:
+    """One running node of the graph and its log file."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    log_file: io.TextIOBase | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(self.log_path, "w", buffering=1)  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def exit_code(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout: float) -> int | None:
+        """SIGINT, wait ``timeout``; then SIGTERM, SIGKILL. Returns the exit code (negative = signal)."""
+        if self.proc is None:
+            return None
+        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                if sig == signal.SIGKILL:
+                    os.killpg(self.proc.pid, sig)  # the node and any child it left behind
+                else:
+                    self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                continue
+        if self.log_file is not None:
+            self.log_file.close()
+        return self.proc.poll()
+
+    def tail(self, n: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in lines[-n:])
+
+
+@dataclass
+class EpisodeTail:
+    """Reads rows appended to episodes.csv since the last call (complete lines only)."""
+
+    path: Path
+    offset: int = 0
+    header: list[str] | None = None
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def poll(self) -> list[dict[str, float]]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        new = []
+        for line in chunk[: end + 1].decode(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            cells = next(csv.reader([line]))
+            if self.header is None:
+                self.header = [c.strip() for c in cells]
+                continue
+            row = {}
+            for k, v in zip(self.header, cells):
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = math.nan
+            new.append(row)
+        self.rows.extend(new)
+        return new
+
+
+@contextlib.contextmanager
+def ros_domain():
+    """A free ROS_DOMAIN_ID (domain_coordinator when installed, else a random one in 1..101)."""
+    try:
+        from domain_coordinator import domain_id
+    except ImportError:
+        yield random.SystemRandom().randint(1, 101)
+        return
+    with domain_id() as did:
+        yield int(did)
+
+
+def default_out_dir() -> Path:
+    return Path("runs") / time.strftime("reach-%Y%m%d-%H%M%S")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
+                        help=f"env steps (control steps at 20 Hz) to train for (default {DEFAULT_STEPS})")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of twin and learner (default 0)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="run directory (default runs/reach-<timestamp>)")
+    parser.add_argument("--eval-episodes", type=int, default=50, metavar="N",
+                        help="episodes of the final deterministic evaluation (default 50)")
+    parser.add_argument("--baseline-episodes", type=int, default=10, metavar="N",
+                        help="episodes that measure the random policy's level (default 10)")
+    parser.add_argument("--device", default="auto", help="torch device of the learner: auto, cpu, cuda (default auto)")
+    parser.add_argument("--config", default="", metavar="YAML",
+                        help="agent_node parameters file (default config/mbpo.yaml of the package)")
+    parser.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
+                        help="stop training after M minutes of wall time even if --steps is not reached (0 = no limit)")
+    parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="SEC",
+                        help="fail if the agent has not logged its first episode after this long (default 120)")
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mbpo_ros.io.metrics import MetricsLogger, Progress
+    from mbpo_ros.sim_eval import evaluate, load_policy, random_policy_baseline
+
+    if args.steps < 1:
+        print(f"mbpo-ros train: --steps {args.steps} must be at least 1", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else default_out_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    t_start = time.monotonic()
+
+    print(f"mbpo-ros train: run directory {out}", flush=True)
+    baseline = random_policy_baseline(episodes=args.baseline_episodes, seed=args.seed)
+    print(f"random policy: {baseline.line()}", flush=True)
+
+    specs = graph.train_graph(graph.TrainArgs(
+        config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
+        device=args.device, run_dir=str(out), seed=args.seed))
+    nodes = [GraphProcess(s.name, graph.command_line(s), out / "logs" / f"{s.name}.log") for s in specs]
+    metrics = MetricsLogger(out, x_key="env_steps")
+    tail = EpisodeTail(out / "episodes.csv")
+    window: deque = deque(maxlen=WINDOW)
+    failure = ""
+    interrupted = False
+    last: dict[str, float] = {}
+
+    with ros_domain() as domain:
+        env = dict(os.environ)
+        env["ROS_DOMAIN_ID"] = str(domain)
+        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        print(f"graph (ROS_DOMAIN_ID={domain}, logs in {out / 'logs'}):", flush=True)
+        for n in nodes:
+            print("  " + " ".join(n.argv), flush=True)
+        progress = Progress(total=args.steps, desc="reach")
+        try:
+            for n in nodes:
+                n.start(env)
+            t_graph = time.monotonic()
+            while True:
+                for row in tail.poll():
+                    window.append(row.get("success", math.nan))
+                    last = row
+                    success_rate = float(sum(window) / len(window))
+                    metrics.log({**row, "success_rate": success_rate})
+                    progress.update(
+                        int(row.get("env_steps", 0)), episodes=int(row.get("episodes", 0)),
+                        success=f"{success_rate:.0%}", ret=_fmt(row.get("episode_return"), ".2f"),
+                        model_loss=_fmt(row.get("model_loss"), ".3g"), utd=_fmt(row.get("achieved_utd"), ".1f"))
+                if last.get("env_steps", 0) >= args.steps:
+                    break
+                dead = [(n.name, n.exit_code()) for n in nodes if n.exit_code() is not None]
+                if dead:
+                    failure = "; ".join(f"{name} exited with code {code}" for name, code in dead)
+                    break
+                now = time.monotonic()
+                if not tail.rows and now - t_graph > args.startup_timeout:
+                    failure = f"no episode logged in {out / 'episodes.csv'} within {args.startup_timeout:.0f} s"
+                    break
+                if args.max_minutes > 0 and now - t_start > 60.0 * args.max_minutes:
+                    print(f"\nmbpo-ros train: --max-minutes {args.max_minutes} reached", flush=True)
+                    break
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\nmbpo-ros train: interrupted, stopping the graph (final checkpoint)...", flush=True)
+        finally:
+            progress.close()
+            # Agent first: SIGINT makes it write its final checkpoint; then the twin.
+            codes = {n.name: n.stop(timeout=90.0 if n.name == "agent_node" else 15.0)
+                     for n in sorted(nodes, key=lambda n: n.name != "agent_node")}
+            tail.poll()
+    if failure:
+        print(f"mbpo-ros train: FAILED: {failure}", file=sys.stderr)
+        for n in nodes:
+            print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
+        metrics.close()
+        return 1
+    bad = {k: c for k, c in codes.items() if c not in (0, None)}
+    if bad and not interrupted:
+        print(f"mbpo-ros train: graph did not shut down cleanly: {bad}", file=sys.stderr)
+
+    checkpoint = out / "checkpoint"
+    if not checkpoint.is_dir():
+        print(f"mbpo-ros train: FAILED: no checkpoint in {out} after shutdown", file=sys.stderr)
+        for n in nodes:
+            print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
+        metrics.close()
+        return 1
+    result = evaluate(load_policy(checkpoint), episodes=args.eval_episodes, seed=args.seed)
+    metrics.plot(["success_rate", "episode_return"],
+                 baselines={"success_rate": baseline.success_rate, "episode_return": baseline.mean_return},
+                 title=f"Reach on the MuJoCo twin (MBPO, seed {args.seed})")
+    metrics.close()
+    rows = tail.rows
+    summary = {
+        "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
+        "episodes": int(rows[-1]["episodes"]) if rows else 0,
+        "success_rate": result.success_rate,
+        "final_distance_m": result.final_distance_m,
+        "final_distance_median_m": result.final_distance_median_m,
+        "eval_episodes": result.episodes,
+        "eval_return": result.mean_return,
+        "train_success_rate_last_window": float(sum(window) / len(window)) if window else None,
+        "random_success_rate": baseline.success_rate,
+        "random_return": baseline.mean_return,
+        "random_final_distance_m": baseline.final_distance_m,
+        "achieved_utd": rows[-1].get("achieved_utd") if rows else None,
+        "wall_seconds": time.monotonic() - t_start,
+        "seed": args.seed,
+        "steps_requested": args.steps,
+        "interrupted": interrupted,
+        "node_exit_codes": codes,
+    }
+    summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"mbpo-ros train: {summary['env_steps']} steps, {summary['episodes']} episodes in "
+          f"{summary['wall_seconds'] / 60:.1f} min: {result.line()} "
+          f"(random policy {baseline.success_rate:.0%}); {out}", flush=True)
+    return 130 if interrupted else 0
