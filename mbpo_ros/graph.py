@@ -90,6 +90,11 @@ class DeployArgs:
         JOINT_TRAJECTORY_TOPIC,
         "topic the JointTrajectory commands are remapped to, e.g. /joint_trajectory_controller/joint_trajectory",
     )
+    command_type: str = arg(
+        "multi_array",
+        "multi_array: Float64MultiArray velocities (forward_velocity_controller); "
+        "trajectory: JointTrajectory (joint_trajectory_controller)",
+    )
     joint_states_topic: str = arg("/joint_states", "topic of the arm's sensor_msgs/JointState")
     joint_names: str = arg("", "comma-separated joint names of the real arm; empty = the names in the YAML")
     control_rate: float = arg(20.0, "control rate in Hz")
@@ -205,8 +210,11 @@ def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
         raise ValueError("deploy needs checkpoint:=<run_dir>/checkpoint (a trained run's checkpoint directory)")
     if args.control_rate <= 0:
         raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
+    if args.command_type not in ("multi_array", "trajectory"):
+        raise ValueError(f"command_type = {args.command_type!r} must be multi_array or trajectory")
     params: dict[str, Any] = {
         "mode": "deploy",
+        "command_type": args.command_type,
         "checkpoint": str(Path(args.checkpoint).expanduser().resolve()),
         "control_rate": float(args.control_rate),
         "use_sim_time": bool(args.use_sim_time),

@@ -117,12 +117,15 @@ def test_deploy_graph_remaps_to_ros2_control():
     assert Path(agent.parameters["checkpoint"]).is_absolute()
     assert agent.parameters["joint_names"] == ["a", "b", "c"]
     assert agent.parameters["reset_service"] == ""
+    assert agent.parameters["command_type"] == "multi_array"
     remaps = dict(agent.remappings)
     assert remaps["/arm_controller/commands"] == "/forward_velocity_controller/commands"
     assert remaps["/arm_controller/joint_trajectory"] == "/joint_trajectory_controller/joint_trajectory"
     assert remaps["/joint_states"] == "/arm/joint_states"
     with pytest.raises(ValueError, match="checkpoint"):
         graph.deploy_graph(DeployArgs(config="/tmp/mbpo.yaml"))
+    with pytest.raises(ValueError, match="command_type"):
+        graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml", command_type="bogus"))
 
 
 def test_to_ros_args_layout():
