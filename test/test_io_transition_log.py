@@ -1,0 +1,236 @@
+"""TransitionLog: ROS 2 CDR MCAP segments, exact read-back, restarts, killed writers, drops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+
+import numpy as np
+import pytest
+from mcap.exceptions import McapError
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+
+from mbpo_ros.io import transition_log as tl
+from mbpo_ros.io.transition_log import TransitionLog, read_transitions, segment_paths
+
+OBS, ACT = 7, 3
+
+
+def _transitions(n, seed=0, episode_len=25, t0=1_700_000_000_000_000_000):
+    rng = np.random.default_rng(seed)
+    obs = rng.standard_normal((n + 1, OBS))
+    return {
+        "obs": obs[:-1],
+        "action": rng.uniform(-1, 1, (n, ACT)),
+        "reward": rng.standard_normal(n) * 1e3,
+        "next_obs": obs[1:],
+        "terminated": rng.random(n) < 0.1,
+        "truncated": (np.arange(n) % episode_len) == episode_len - 1,
+        "episode": np.arange(n) // episode_len + seed * 1000,
+        "step": np.arange(n) % episode_len,
+        "stamp_ns": t0 + np.arange(n, dtype=np.int64) * 10_000_000 + 123,
+    }
+
+
+def _write(log, tr, lo=0, hi=None):
+    hi = len(tr["reward"]) if hi is None else hi
+    for i in range(lo, hi):
+        ok = log.append(tr["obs"][i], tr["action"][i], tr["reward"][i], tr["next_obs"][i],
+                        bool(tr["terminated"][i]), bool(tr["truncated"][i]), int(tr["episode"][i]),
+                        int(tr["step"][i]), int(tr["stamp_ns"][i]))
+        assert ok
+
+
+def _concat(*parts):
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _slice(tr, lo, hi):
+    return {k: v[lo:hi] for k, v in tr.items()}
+
+
+def _assert_equal(got, want):
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)  # exact: float64 all the way
+    assert got["terminated"].dtype == bool and got["episode"].dtype == np.int64
+
+
+def test_write_and_read_back_exactly(tmp_path):
+    tr = _transitions(300)
+    with TransitionLog(tmp_path, OBS, ACT) as log:
+        _write(log, tr)
+    assert log.dropped == 0 and log.written == 300
+    path = tmp_path / "transitions.mcap"
+    assert segment_paths(tmp_path) == [path]
+    _assert_equal(read_transitions(tmp_path), tr)
+    _assert_equal(read_transitions(path), tr)
+
+    # Independently, with mcap-ros2-support's own high-level reader.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the module warns on import
+        from mcap_ros2.reader import read_ros2_messages
+
+        msgs = list(read_ros2_messages(str(path)))
+    assert len(msgs) == 300
+    m = msgs[5]
+    assert m.channel.topic == "/mbpo/transitions" and m.channel.message_encoding == "cdr"
+    assert m.schema.name == "std_msgs/msg/Float64MultiArray" and m.schema.encoding == "ros2msg"
+    assert [(d.label, d.size, d.stride) for d in m.ros_msg.layout.dim] == [
+        ("obs", OBS, OBS), ("action", ACT, ACT), ("reward", 1, 1), ("next_obs", OBS, OBS),
+        ("terminated", 1, 1), ("truncated", 1, 1), ("episode", 1, 1), ("step", 1, 1)]
+    assert m.ros_msg.layout.data_offset == 0
+    assert m.log_time_ns == tr["stamp_ns"][5]
+    expected = np.concatenate([tr["obs"][5], tr["action"][5], [tr["reward"][5]], tr["next_obs"][5],
+                               [float(tr["terminated"][5]), float(tr["truncated"][5]),
+                                tr["episode"][5], tr["step"][5]]])
+    assert list(m.ros_msg.data) == expected.tolist()
+
+    # The schema is the exact std_msgs text with its dependencies, in ros2msg concatenated form.
+    share = os.path.join(os.environ.get("AMENT_PREFIX_PATH", sys.prefix).split(os.pathsep)[0],
+                         "share", "std_msgs", "msg")
+    texts = {n: open(os.path.join(share, n + ".msg")).read()
+             for n in ("Float64MultiArray", "MultiArrayLayout", "MultiArrayDimension")}
+    sep = "=" * 80
+    assert m.schema.data.decode() == (
+        texts["Float64MultiArray"] + f"{sep}\nMSG: std_msgs/msg/MultiArrayLayout\n" + texts["MultiArrayLayout"]
+        + f"{sep}\nMSG: std_msgs/msg/MultiArrayDimension\n" + texts["MultiArrayDimension"])
+    assert texts == tl._EMBEDDED_MSGS  # the fallback copy is exact
+
+    # A closed segment is a complete MCAP: a seeking reader finds its summary.
+    with open(path, "rb") as f:
+        summary = make_reader(f, decoder_factories=[DecoderFactory()]).get_summary()
+    assert summary.statistics.message_count == 300
+    assert summary.statistics.message_start_time == tr["stamp_ns"][0]
+
+
+def test_restart_appends_new_segment(tmp_path):
+    a, b, c = _transitions(60, seed=1), _transitions(40, seed=2), _transitions(10, seed=3)
+    with TransitionLog(tmp_path / "run" / "transitions.mcap", OBS, ACT) as log:
+        _write(log, a)
+    TransitionLog(tmp_path / "run", OBS, ACT).close()  # a session that logs nothing leaves no file
+    with TransitionLog(tmp_path / "run", OBS, ACT, resume=True) as log:
+        _write(log, b)
+    with TransitionLog(tmp_path / "run", OBS, ACT) as log:
+        _write(log, c)
+    assert [p.name for p in segment_paths(tmp_path / "run")] == [
+        "transitions.mcap", "transitions.1.mcap", "transitions.2.mcap"]
+    _assert_equal(read_transitions(tmp_path / "run"), _concat(a, b, c))
+    _assert_equal(read_transitions(tmp_path / "run" / "transitions.1.mcap"), b)  # one segment alone
+
+    with TransitionLog(tmp_path / "run", OBS, ACT, resume=False) as log:
+        _write(log, c)
+    assert [p.name for p in segment_paths(tmp_path / "run")] == ["transitions.mcap"]
+    _assert_equal(read_transitions(tmp_path / "run"), c)
+
+
+_KILLED = textwrap.dedent(
+    """
+    import sys, time, numpy as np
+    sys.path.insert(0, sys.argv[2])
+    from test_io_transition_log import _transitions, _write
+    from mbpo_ros.io.transition_log import TransitionLog
+    tr = _transitions(200, seed=7)
+    log = TransitionLog(sys.argv[1], 7, 3, flush_interval=1000.0)
+    _write(log, tr, 0, 120)
+    log.flush()
+    print("flushed", flush=True)
+    _write(log, tr, 120, 200)  # queued / in an open chunk: may be lost, must not break anything
+    time.sleep(60)
+    """
+)
+
+
+def test_killed_writer_keeps_earlier_data(tmp_path):
+    first, later = _transitions(80, seed=5), _transitions(30, seed=6)
+    with TransitionLog(tmp_path, OBS, ACT) as log:
+        _write(log, first)
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(tmp_path), os.path.dirname(__file__)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "flushed"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    killed_segment = tmp_path / "transitions.1.mcap"
+    assert killed_segment.stat().st_size > 0
+    with open(killed_segment, "rb") as f, pytest.raises(McapError):  # no footer: not a complete MCAP
+        make_reader(f).get_summary()
+
+    crashed = _transitions(200, seed=7)
+    got = read_transitions(tmp_path)
+    n = len(got["reward"])
+    assert 80 + 120 <= n <= 80 + 200
+    _assert_equal(got, _concat(first, _slice(crashed, 0, n - 80)))
+
+    # A torn tail (a write cut short) is tolerated the same way.
+    raw = killed_segment.read_bytes()
+    killed_segment.write_bytes(raw[: len(raw) - 37])
+    assert len(read_transitions(tmp_path)["reward"]) == n  # the cut lands after the flushed chunk
+
+    # The next session starts a new segment and nothing earlier is lost.
+    killed_segment.write_bytes(raw)
+    with TransitionLog(tmp_path, OBS, ACT) as log:
+        _write(log, later)
+    assert [p.name for p in segment_paths(tmp_path)] == [
+        "transitions.mcap", "transitions.1.mcap", "transitions.2.mcap"]
+    _assert_equal(read_transitions(tmp_path), _concat(first, _slice(crashed, 0, n - 80), later))
+
+
+def test_periodic_flush_makes_data_readable_before_close(tmp_path):
+    tr = _transitions(20)
+    log = TransitionLog(tmp_path, OBS, ACT, flush_interval=0.05)
+    try:
+        _write(log, tr)
+        deadline = time.monotonic() + 10.0
+        n = 0
+        while time.monotonic() < deadline:
+            n = len(read_transitions(tmp_path)["reward"])
+            if n == 20:
+                break
+            time.sleep(0.05)
+        assert n == 20
+    finally:
+        log.close()
+    _assert_equal(read_transitions(tmp_path), tr)
+
+
+def test_full_queue_drops_and_counts(tmp_path):
+    big = 4000  # encoding a message is ~1000x slower than queueing it
+    log = TransitionLog(tmp_path, big, 2, queue_size=2)
+    obs = np.zeros(big)
+    accepted = [log.append(obs + i, [0, 0], float(i), obs, False, False, 0, i, i) for i in range(150)]
+    log.close()
+    assert log.dropped > 0
+    assert log.dropped == accepted.count(False)
+    assert log.written == accepted.count(True) == 150 - log.dropped
+    got = read_transitions(tmp_path)
+    np.testing.assert_array_equal(got["step"], [i for i, ok in enumerate(accepted) if ok])
+    np.testing.assert_array_equal(got["obs"][:, 0], got["reward"])
+
+
+def test_bad_input_rejected(tmp_path):
+    log = TransitionLog(tmp_path, OBS, ACT)
+    with pytest.raises(ValueError, match="action has 2 values, expected 3"):
+        log.append(np.zeros(OBS), np.zeros(2), 0.0, np.zeros(OBS), False, False, 0, 0, 0)
+    with pytest.raises(ValueError, match="next_obs has 8 values, expected 7"):
+        log.append(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(8), False, False, 0, 0, 0)
+    log.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        log.append(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(OBS), False, False, 0, 0, 0)
+    with pytest.raises(ValueError, match="positive"):
+        TransitionLog(tmp_path, 0, ACT)
+    empty = read_transitions(tmp_path / "nothing")
+    assert empty["reward"].shape == (0,) and empty["obs"].shape[0] == 0
