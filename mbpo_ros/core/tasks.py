@@ -1,0 +1,161 @@
+"""Per-task termination (and optionally reward) functions used inside model rollouts.
+
+The Gymnasium v5 termination functions follow the official MBPO ``static/*.py`` files, adapted to
+the v5 observation layouts (the v5 defaults: ``exclude_current_positions_from_observation=True``,
+so ``obs[0]`` is the torso height for Hopper, Walker2d, Ant and Humanoid).
+
+Convention: in the rollout path every function receives **torch** tensors
+``obs: [B, obs_dim]``, ``act: [B, act_dim]``, ``next_obs: [B, obs_dim]`` and returns a torch
+tensor ``[B]`` (bool for terminations, float for rewards) on the same device. NumPy inputs are
+accepted too (they are converted and the result comes back as NumPy), so tests and tools can call
+them directly. ``reward_fn=None`` means the reward is predicted by the learned model (the paper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["TaskSpec", "get_task", "TASKS"]
+
+TermFn = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What MBPO needs to know about a task beyond the data.
+
+    Attributes:
+        name: task name ("Hopper-v5", "reach", ...).
+        obs_dim, act_dim: observation and action sizes.
+        termination_fn: (obs [B,o], act [B,a], next_obs [B,o]) -> bool [B].
+        reward_fn: same signature -> float [B], or None to use the model's reward prediction.
+    """
+
+    name: str
+    obs_dim: int
+    act_dim: int
+    termination_fn: TermFn
+    reward_fn: TermFn | None = None
+
+
+def _numpy_friendly(fn):
+    """Let a torch-tensor function also take and return NumPy arrays."""
+
+    def wrapped(obs, act, next_obs):
+        if isinstance(next_obs, np.ndarray):
+            out = fn(torch.as_tensor(obs), torch.as_tensor(act), torch.as_tensor(next_obs))
+            return out.cpu().numpy()
+        return fn(obs, act, next_obs)
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+@_numpy_friendly
+def hopper_termination(obs, act, next_obs):
+    """Hopper: done unless finite, |obs[1:]| < 100, height > 0.7 and |angle| < 0.2."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    healthy = (
+        torch.isfinite(next_obs).all(dim=-1)
+        & (next_obs[:, 1:].abs() < 100).all(dim=-1)
+        & (height > 0.7)
+        & (angle.abs() < 0.2)
+    )
+    return ~healthy
+
+
+@_numpy_friendly
+def walker2d_termination(obs, act, next_obs):
+    """Walker2d: done unless 0.8 < height < 2.0 and -1 < angle < 1."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    healthy = (height > 0.8) & (height < 2.0) & (angle > -1.0) & (angle < 1.0)
+    return ~healthy
+
+
+@_numpy_friendly
+def never_terminates(obs, act, next_obs):
+    """HalfCheetah: episodes only end by the time limit."""
+    return torch.zeros(next_obs.shape[0], dtype=torch.bool, device=next_obs.device)
+
+
+@_numpy_friendly
+def ant_termination(obs, act, next_obs):
+    """Ant: done unless finite and 0.2 <= torso z <= 1.0."""
+    z = next_obs[:, 0]
+    healthy = torch.isfinite(next_obs).all(dim=-1) & (z >= 0.2) & (z <= 1.0)
+    return ~healthy
+
+
+@_numpy_friendly
+def humanoid_termination(obs, act, next_obs):
+    """Humanoid: done unless 1.0 < torso z < 2.0."""
+    z = next_obs[:, 0]
+    return ~((z > 1.0) & (z < 2.0))
+
+
+@_numpy_friendly
+def inverted_pendulum_termination(obs, act, next_obs):
+    """InvertedPendulum: done unless finite and |pole angle| <= 0.2."""
+    healthy = torch.isfinite(next_obs).all(dim=-1) & (next_obs[:, 1].abs() <= 0.2)
+    return ~healthy
+
+
+# name -> (obs_dim, act_dim, termination_fn) with the v5 default observation layouts.
+TASKS: dict[str, tuple[int, int, TermFn]] = {
+    "Hopper-v5": (11, 3, hopper_termination),
+    "Walker2d-v5": (17, 6, walker2d_termination),
+    "HalfCheetah-v5": (17, 6, never_terminates),
+    "Ant-v5": (105, 8, ant_termination),
+    "Humanoid-v5": (348, 17, humanoid_termination),
+    "InvertedPendulum-v5": (4, 1, inverted_pendulum_termination),
+}
+
+
+def _reach_task(**kwargs) -> TaskSpec:
+    """Wrap mbpo_ros.core.reach.ReachTask (pure NumPy) for the torch rollout path."""
+    from mbpo_ros.core.reach import ReachTask  # lazy: written by the sim engineer
+
+    task = ReachTask(**kwargs)
+
+    def _call(method):
+        def fn(obs, act, next_obs):
+            if isinstance(next_obs, np.ndarray):
+                return np.asarray(method(obs, act, next_obs))
+            out = method(obs.detach().cpu().numpy(), act.detach().cpu().numpy(), next_obs.detach().cpu().numpy())
+            return torch.as_tensor(np.asarray(out), device=next_obs.device)
+
+        return fn
+
+    def termination(obs, act, next_obs):
+        out = _call(task.termination_batch)(obs, act, next_obs)
+        return out.astype(bool) if isinstance(out, np.ndarray) else out.bool()
+
+    def reward(obs, act, next_obs):
+        out = _call(task.reward_batch)(obs, act, next_obs)
+        return out.astype(np.float32) if isinstance(out, np.ndarray) else out.float()
+
+    return TaskSpec("reach", int(task.obs_dim), int(task.act_dim), termination, reward)
+
+
+def get_task(name: str, **kwargs) -> TaskSpec:
+    """TaskSpec for a Gymnasium v5 task name ("Hopper-v5" or "Hopper") or "reach".
+
+    For gym tasks, ``obs_dim=`` / ``act_dim=`` keyword arguments override the v5 defaults (e.g. an
+    Ant made with ``include_cfrc_ext_in_observation=False`` has 27 observations). For "reach" the
+    keyword arguments go to ``ReachTask``.
+    """
+    if name == "reach":
+        return _reach_task(**kwargs)
+    key = name if name in TASKS else f"{name}-v5"
+    if key not in TASKS:
+        raise ValueError(f"no task named {name!r}; known tasks: {', '.join([*TASKS, 'reach'])}")
+    obs_dim, act_dim, term = TASKS[key]
+    unknown = set(kwargs) - {"obs_dim", "act_dim"}
+    if unknown:
+        raise ValueError(f"get_task({name!r}) got unknown arguments {sorted(unknown)}; only obs_dim, act_dim")
+    return TaskSpec(key, int(kwargs.get("obs_dim", obs_dim)), int(kwargs.get("act_dim", act_dim)), term)
