@@ -143,3 +143,31 @@ def test_progress_without_tty_prints_periodic_lines():
     assert lines[-1].startswith(f"gym: {done}/1000") and "loss=0.5" in lines[-1]
     with pytest.raises(ValueError, match=">= 0"):
         Progress(total=-1)
+
+
+def test_rows_survive_a_killed_process(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from mbpo_ros.io.metrics import MetricsLogger\n"
+        "log = MetricsLogger(sys.argv[1], tensorboard=False)\n"
+        "for i in range(25):\n"
+        "    log.log({'env_steps': i, 'loss': i / 2})\n"
+        "print('logged', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "logged"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    _, rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert [float(r["loss"]) for r in rows] == [i / 2 for i in range(25)]

@@ -234,3 +234,17 @@ def test_bad_input_rejected(tmp_path):
         TransitionLog(tmp_path, 0, ACT)
     empty = read_transitions(tmp_path / "nothing")
     assert empty["reward"].shape == (0,) and empty["obs"].shape[0] == 0
+
+
+def test_exit_without_close_still_finishes_the_file(tmp_path):
+    code = (
+        "import sys, numpy as np\n"
+        "from mbpo_ros.io.transition_log import TransitionLog\n"
+        "log = TransitionLog(sys.argv[1], 2, 1)\n"
+        "for i in range(50):\n"
+        "    log.append([i, i], [0.5], 1.0, [i + 1, i + 1], False, False, 0, i, 1000 + i)\n"
+    )  # the interpreter exits normally without log.close()
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    with open(tmp_path / "transitions.mcap", "rb") as f:
+        assert make_reader(f).get_summary().statistics.message_count == 50  # footer written
+    np.testing.assert_array_equal(read_transitions(tmp_path)["step"], np.arange(50))

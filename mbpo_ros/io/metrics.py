@@ -2,8 +2,8 @@
 
 ``MetricsLogger(out_dir)`` keeps three things in ``out_dir``:
 
-- ``metrics.csv``: one row per ``log()`` call, flushed (and fsynced) at once so a crash
-  loses nothing. The columns are the first row's keys; when a later row brings new
+- ``metrics.csv``: one row per ``log()`` call, flushed to the OS at once so a crash of
+  the process loses nothing (fsynced on ``close()``). The columns are the first row's keys; when a later row brings new
   keys, they are appended as new columns (the file is rewritten atomically with the
   wider header; earlier rows get empty cells), and keys a row lacks are written empty.
   ``resume=True`` appends to an existing file and keeps its header; ``resume=False``
@@ -137,8 +137,7 @@ class MetricsLogger:
         if self._file is None:
             self._file = open(self.csv_path, "a", newline="", encoding="utf-8")
         self._file.write(buf.getvalue())
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.flush()  # in the OS's hands: a crash of this process loses nothing (fsync on close)
 
     def _widen(self, new_keys: list[str]) -> None:
         """Add columns: rewrite the CSV (atomically) with the wider header."""
@@ -196,6 +195,8 @@ class MetricsLogger:
 
     def close(self) -> None:
         if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
         if self._tb is not None:
