@@ -227,7 +227,13 @@ def test_bad_input_rejected(tmp_path):
         log.append(np.zeros(OBS), np.zeros(2), 0.0, np.zeros(OBS), False, False, 0, 0, 0)
     with pytest.raises(ValueError, match="next_obs has 8 values, expected 7"):
         log.append(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(8), False, False, 0, 0, 0)
+    with pytest.raises(ValueError, match="reward has 2 values, expected 1"):
+        log.append(np.zeros(OBS), np.zeros(ACT), [1.0, 2.0], np.zeros(OBS), False, False, 0, 0, 0)
+    with pytest.raises(ValueError, match="stamp_ns = -1"):
+        log.append(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(OBS), False, False, 0, 0, -1)
+    assert log.append(np.zeros(OBS), np.zeros(ACT), np.array([0.25]), np.zeros(OBS), False, False, 0, 0, 0)
     log.close()
+    assert read_transitions(tmp_path)["reward"].tolist() == [0.25]
     with pytest.raises(RuntimeError, match="after close"):
         log.append(np.zeros(OBS), np.zeros(ACT), 0.0, np.zeros(OBS), False, False, 0, 0, 0)
     with pytest.raises(ValueError, match="positive"):
@@ -248,3 +254,40 @@ def test_exit_without_close_still_finishes_the_file(tmp_path):
     with open(tmp_path / "transitions.mcap", "rb") as f:
         assert make_reader(f).get_summary().statistics.message_count == 50  # footer written
     np.testing.assert_array_equal(read_transitions(tmp_path)["step"], np.arange(50))
+
+
+_FULL_DISK = textwrap.dedent(
+    """
+    import resource, signal, sys, numpy as np
+    from mbpo_ros.io.transition_log import TransitionLog
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))  # writes past 64 KiB fail
+    log = TransitionLog(sys.argv[1], 7, 3, chunk_size=4096)
+    for i in range(2000):
+        log.append(np.full(7, i), np.zeros(3), 0.0, np.zeros(7), False, False, 0, i, i)
+    try:
+        log.flush()
+    except RuntimeError as e:
+        print("flush raised:", e)
+    log.append(np.zeros(7), np.zeros(3), 0.0, np.zeros(7), False, False, 0, 0, 0)  # dropped, no raise
+    print("dropped", log.dropped, "written", log.written)
+    try:
+        log.close()
+    except RuntimeError as e:
+        print("close raised")
+    """
+)
+
+
+def test_writer_failure_is_reported_not_hidden(tmp_path):
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3, out.stdout + out.stderr
+    assert lines[0].startswith("flush raised:") and "failed" in lines[0]
+    dropped, written = int(lines[1].split()[1]), int(lines[1].split()[3])
+    assert dropped >= 1 and written < 2000 and dropped + written <= 2001
+    assert lines[2] == "close raised"
+    got = read_transitions(tmp_path)  # what reached the disk before the failure is readable
+    assert 0 < len(got["step"]) <= written
+    np.testing.assert_array_equal(got["step"], np.arange(len(got["step"])))

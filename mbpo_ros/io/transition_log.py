@@ -290,10 +290,13 @@ class TransitionLog:
         """
         if self._closed:
             raise RuntimeError("TransitionLog.append() after close()")
+        stamp_ns = int(stamp_ns)
+        if not 0 <= stamp_ns < 2**64:
+            raise ValueError(f"stamp_ns = {stamp_ns} is not a ROS time in nanoseconds (0 <= t < 2**64)")
         vec = np.concatenate([
             self._vector("obs", obs, self.obs_dim),
             self._vector("action", action, self.act_dim),
-            (float(reward), ),
+            self._vector("reward", reward, 1),
             self._vector("next_obs", next_obs, self.obs_dim),
             (1.0 if terminated else 0.0, 1.0 if truncated else 0.0, float(episode), float(step)),
         ])
@@ -301,7 +304,7 @@ class TransitionLog:
             self._count_drop()
             return False
         try:
-            self._queue.put_nowait((vec, int(stamp_ns)))
+            self._queue.put_nowait((vec, stamp_ns))
         except queue.Full:
             self._count_drop()
             return False
