@@ -1,0 +1,417 @@
+"""Config dataclasses <-> ROS parameters: specs, descriptors, declaration and validation.
+
+Three groups of parameters make up `agent_node`'s parameters (config/mbpo.yaml mirrors them):
+
+- every field of `core.config.Config` under its dotted name (`sac.lr`, `mbpo.utd`, `seed`, ...),
+  defaults from `core.config.preset(task)`;
+- every field of `core.reach.ReachConfig` as `reach.<field>` (except `control_rate`, which is the
+  node's own `control_rate`);
+- the node's own settings, the fields of `AgentParams` below (joint names, limits, topics, ...).
+
+Each becomes a `ParamSpec` (name, default, doc, range, read-only, choices) and then a ROS
+parameter with a `ParameterDescriptor` (description, FloatingPointRange/IntegerRange, read_only).
+The algorithm's settings are read-only on the node: the trainer runs in its own process with the
+values it was started with, so a live change could not reach it.
+
+`declare_parameters(node)` declares everything, validates each value and raises `ParameterError`
+naming the parameter, its value and the allowed range; `AgentSettings` holds the typed result.
+
+`python -m mbpo_ros.nodes.params > config/mbpo.yaml` prints the YAML of the defaults.
+"""
+
+from __future__ import annotations
+
+import array
+import copy
+import dataclasses
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mbpo_ros.core.config import Config, config_to_dict, field_specs, preset, unflatten, validate
+from mbpo_ros.core.reach import ReachConfig, validate_reach_config
+
+NODE_NAME = "agent_node"
+
+#: joints of the bundled arm (mbpo_ros/sim/assets/arm6.xml), in command order
+DEFAULT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3"]
+#: position limits of the bundled arm's joints (MJCF `range`) [rad]
+DEFAULT_LOWER = [-3.0, -2.0, -2.6, -2.6, -3.0, -3.0]
+DEFAULT_UPPER = [3.0, 2.0, 2.6, 2.6, 3.0, 3.0]
+#: velocity limits of the bundled arm's joints (MJCF velocity actuators' ctrlrange) [rad/s]
+DEFAULT_VELOCITY = [3.14] * 6
+
+
+class ParameterError(ValueError):
+    """A parameter has a wrong value or type; the message names it and what is allowed."""
+
+
+def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = True,
+       choices: Sequence[str] | None = None):
+    """An AgentParams field (same metadata as core.config.param, plus `choices` for strings)."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "read_only": read_only,
+            "choices": tuple(choices) if choices else None}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class AgentParams:
+    """The agent node's own settings (everything that is not an algorithm hyper-parameter)."""
+
+    mode: str = _p("train", "train: collect and learn; deploy: a checkpoint's policy, no learning; "
+                   "collect: log transitions only (random actions)", choices=("train", "deploy", "collect"))
+    task: str = _p("reach", "task whose observation, reward and time limit the node uses", choices=("reach",))
+    joint_names: list = _p(list(DEFAULT_JOINTS), "arm joints in command order; JointState is matched by name")
+    position_lower: list = _p(list(DEFAULT_LOWER), "lower position limit per joint [rad]", -100.0, 100.0)
+    position_upper: list = _p(list(DEFAULT_UPPER), "upper position limit per joint [rad]", -100.0, 100.0)
+    velocity_limits: list = _p(list(DEFAULT_VELOCITY), "velocity limit per joint [rad/s]", 1e-6, 100.0)
+    position_margin: float = _p(0.05, "velocity toward a position limit is cut to zero this close to it; "
+                                "position targets stay this far inside [rad]", 0.0, 1.0, read_only=False)
+    max_velocity_step: float = _p(3.0, "largest change of a joint's velocity command per control step "
+                                  "[rad/s per step]", 1e-4, 100.0, read_only=False)
+    command_interface: str = _p("velocity", "what the command values mean: joint velocities or positions",
+                                choices=("velocity", "position"))
+    command_type: str = _p("multi_array", "multi_array: std_msgs/Float64MultiArray on command_topic "
+                           "(forward_command_controller); trajectory: trajectory_msgs/JointTrajectory on "
+                           "trajectory_topic", choices=("multi_array", "trajectory"))
+    command_topic: str = _p("/arm_controller/commands", "Float64MultiArray command topic")
+    trajectory_topic: str = _p("/arm_controller/joint_trajectory", "JointTrajectory command topic")
+    allow_extra_joints: bool = _p(False, "accept JointState messages that also name joints the arm "
+                                  "does not control (e.g. a gripper); false rejects them as unknown_joint")
+    control_rate: float = _p(20.0, "control steps per second [Hz]", 1.0, 1000.0)
+    lockstep: bool = _p(False, "one control step per new joint-state stamp instead of a timer; while "
+                        "training, wait for the trainer before commanding (deterministic runs)")
+    lockstep_train_timeout: float = _p(600.0, "lock-step: longest wait for the trainer's work on one "
+                                       "step before going on [s]", 0.1, 1e6)
+    state_timeout: float = _p(0.25, "no valid joint state for this long = stale: the watchdog holds or "
+                              "zeroes the command [s]", 1e-3, 60.0, read_only=False)
+    stale_action: str = _p("zero", "command while the state is stale: zero (all zeros: a velocity-commanded "
+                           "arm stops) or hold (repeat the last command)", read_only=False,
+                           choices=("zero", "hold"))
+    estop_action: str = _p("zero", "command while the e-stop is latched: zero or hold", read_only=False,
+                           choices=("zero", "hold"))
+    run_dir: str = _p("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = "
+                      "runs/agent_node under the working directory")
+    checkpoint: str = _p("", "deploy mode: checkpoint directory whose policy is run (<run_dir>/checkpoint)")
+    checkpoint_period: float = _p(300.0, "seconds between periodic checkpoints while training; 0 = only on "
+                                  "shutdown and on request", 0.0, 1e7)
+    reset_service: str = _p("/twin_node/reset", "std_srvs/Trigger service that resets the simulated arm at "
+                            "the end of an episode; empty = real arm: drive back to reach.home_pose")
+    reset_timeout: float = _p(10.0, "longest wait for the reset service or the drive home [s]", 0.1, 600.0)
+    home_tolerance: float = _p(0.05, "real arm: the drive home ends when every joint is this close [rad]",
+                               1e-4, 1.0)
+    log_transitions: bool = _p(True, "append transitions to <run_dir>/transitions.mcap")
+    queue_size: int = _p(10000, "bound of the transition queue to the trainer and the log", 1, 10**7)
+
+
+# --------------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: name (dotted), default, description, range, read-only flag, choices."""
+
+    name: str
+    default: Any
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
+    read_only: bool = True
+    choices: tuple[str, ...] | None = None
+    group: str = "node"  # "node", "core" or "reach"
+
+
+def _ros_default(value: Any) -> Any:
+    """Dataclass default -> a value ROS accepts (tuples become lists)."""
+    return list(value) if isinstance(value, tuple) else copy.deepcopy(value)
+
+
+def core_specs(task: str = "reach") -> list[ParamSpec]:
+    """A spec per core.config field; defaults from preset(task). Read-only on the node."""
+    defaults = _flat_config(preset(task))
+    out = []
+    for name, _typ, _default, doc, lo, hi, _ro in field_specs():
+        out.append(ParamSpec(name, _ros_default(defaults[name]), f"{doc} (read at start-up)", lo, hi,
+                             True, None, "core"))
+    return out
+
+
+def reach_specs() -> list[ParamSpec]:
+    """A spec `reach.<field>` per ReachConfig field except control_rate (the node's own)."""
+    out = []
+    for f in dataclasses.fields(ReachConfig):
+        if f.name == "control_rate":
+            continue
+        m = f.metadata
+        out.append(ParamSpec(f"reach.{f.name}", _ros_default(f.default), m["doc"], m.get("lo"), m.get("hi"),
+                             True, None, "reach"))
+    return out
+
+
+def node_specs() -> list[ParamSpec]:
+    """A spec per AgentParams field."""
+    out = []
+    defaults = AgentParams()
+    for f in dataclasses.fields(AgentParams):
+        m = f.metadata
+        out.append(ParamSpec(f.name, _ros_default(getattr(defaults, f.name)), m["doc"], m["lo"], m["hi"],
+                             m["read_only"], m["choices"], "node"))
+    return out
+
+
+def all_specs(task: str = "reach") -> list[ParamSpec]:
+    """Every parameter of agent_node. Raises RuntimeError if two groups define one name."""
+    specs = node_specs() + core_specs(task) + reach_specs()
+    seen: set[str] = set()
+    for s in specs:
+        if s.name in seen:
+            raise RuntimeError(f"parameter {s.name!r} is defined twice (node, core or reach)")
+        seen.add(s.name)
+    return specs
+
+
+def _flat_config(cfg: Config) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config_to_dict(cfg).items():
+        if isinstance(value, dict):
+            for sub, v in value.items():
+                out[f"{key}.{sub}"] = v
+        else:
+            out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean (true/false)"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a floating-point number (write 2.0, not 2)"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list) and value:
+        return f"a list of {_type_name(value[0]).split(' (')[0].removeprefix('a ').removeprefix('an ')}s"
+    return type(value).__name__
+
+
+def _range_text(spec: ParamSpec) -> str:
+    lo = "-inf" if spec.lo is None else repr(spec.lo)
+    hi = "inf" if spec.hi is None else repr(spec.hi)
+    return f"[{lo}, {hi}]"
+
+
+def check_value(spec: ParamSpec, value: Any) -> Any:
+    """Return `value` if it fits `spec`, else raise ParameterError naming the parameter and the rule."""
+    default = spec.default
+    if isinstance(default, bool) != isinstance(value, bool) or (
+        not isinstance(default, bool) and not isinstance(value, type(default))
+    ):
+        raise ParameterError(
+            f"parameter '{spec.name}' = {value!r} has the wrong type: it must be {_type_name(default)}"
+        )
+    if spec.choices is not None and value not in spec.choices:
+        raise ParameterError(
+            f"parameter '{spec.name}' = {value!r} is not one of {list(spec.choices)} ({spec.doc})"
+        )
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and default and len(value) == 0:
+        raise ParameterError(f"parameter '{spec.name}' is an empty list ({spec.doc})")
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        out_of_range = (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi)
+        if math.isnan(v) or out_of_range:
+            shown = value if isinstance(value, list) else v
+            raise ParameterError(
+                f"parameter '{spec.name}' = {shown} is outside the allowed range {_range_text(spec)} ({spec.doc})"
+            )
+    return value
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The validated, typed parameters of one agent_node start."""
+
+    node: AgentParams
+    cfg: Config
+    reach: ReachConfig
+    values: dict[str, Any]  # every parameter by name, as declared
+
+
+def build_settings(values: dict[str, Any]) -> AgentSettings:
+    """Typed settings from {name: value} (every spec present), with the cross-parameter checks.
+
+    Raises ParameterError naming the parameter(s) at fault.
+    """
+    node_vals = {s.name: values[s.name] for s in node_specs()}
+    node = AgentParams(**copy.deepcopy(node_vals))
+    try:
+        cfg = validate(unflatten({s.name: values[s.name] for s in core_specs(node.task)}, preset(node.task)))
+    except ValueError as exc:
+        raise ParameterError(f"parameter {exc}") from exc
+    reach_kwargs = {}
+    for s in reach_specs():
+        v = values[s.name]
+        reach_kwargs[s.name.split(".", 1)[1]] = tuple(v) if isinstance(v, list) else v
+    reach = ReachConfig(control_rate=float(node.control_rate), **reach_kwargs)
+    n = len(node.joint_names)
+    try:
+        validate_reach_config(reach, n)
+    except ValueError as exc:
+        raise ParameterError(f"parameter {exc}") from exc
+    for name in ("position_lower", "position_upper", "velocity_limits"):
+        got = len(getattr(node, name))
+        if got != n:
+            raise ParameterError(f"parameter '{name}' has {got} values, joint_names has {n} joints")
+    if len(set(node.joint_names)) != n or any(not j for j in node.joint_names):
+        raise ParameterError(f"parameter 'joint_names' = {node.joint_names} has an empty or repeated name")
+    for j, (lo, hi) in enumerate(zip(node.position_lower, node.position_upper)):
+        if not lo + 2 * node.position_margin < hi:
+            raise ParameterError(
+                f"joint '{node.joint_names[j]}': position_lower {lo} + 2 * position_margin "
+                f"{node.position_margin} is not below position_upper {hi}"
+            )
+    for name in ("stale_action", "estop_action"):
+        if getattr(node, name) == "zero" and node.command_interface == "position":
+            raise ParameterError(
+                f"parameter '{name}' = 'zero' with command_interface 'position' would command every joint "
+                "to 0 rad; use 'hold' with position commands"
+            )
+    if node.mode == "deploy" and not node.checkpoint:
+        raise ParameterError("parameter 'checkpoint' is empty: mode 'deploy' needs a checkpoint directory")
+    if node.lockstep and node.mode == "deploy":
+        raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
+    return AgentSettings(node=node, cfg=cfg, reach=reach, values=dict(values))
+
+
+# --------------------------------------------------------------------------- ROS side
+
+
+def descriptor(spec: ParamSpec):
+    """rcl_interfaces ParameterDescriptor for `spec`: description, range, read_only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    text = spec.doc
+    if spec.choices:
+        text += f" (one of: {', '.join(spec.choices)})"
+    from rclpy.parameter import Parameter
+
+    d = ParameterDescriptor(description=text, read_only=spec.read_only,
+                            type=Parameter.Type.from_parameter_value(spec.default).value)
+    scalar = spec.default
+    if isinstance(scalar, (int, float)) and not isinstance(scalar, bool) and (
+        spec.lo is not None or spec.hi is not None
+    ):
+        if isinstance(scalar, int):
+            d.integer_range = [IntegerRange(
+                from_value=int(spec.lo) if spec.lo is not None else -(2**63) + 1,
+                to_value=int(spec.hi) if spec.hi is not None else 2**63 - 1, step=0)]
+        else:
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.lo) if spec.lo is not None else -sys.float_info.max,
+                to_value=float(spec.hi) if spec.hi is not None else sys.float_info.max, step=0.0)]
+    elif isinstance(scalar, list) and (spec.lo is not None or spec.hi is not None):
+        d.additional_constraints = f"every element in {_range_text(spec)}"
+    if spec.choices:
+        d.additional_constraints = f"one of: {', '.join(spec.choices)}"
+    return d
+
+
+def declare_parameters(node, task: str = "reach") -> AgentSettings:
+    """Declare every agent_node parameter on `node`, validate, return the typed settings.
+
+    Each parameter is declared with its type and description first, its value checked against
+    the spec (so the error names it), then its full descriptor (range, read_only) is set.
+    Raises ParameterError (a ValueError) with a message naming the first bad parameter.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    values: dict[str, Any] = {}
+    for spec in all_specs(task):
+        try:
+            p = node.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.doc))
+        except InvalidParameterTypeException as exc:
+            raise ParameterError(
+                f"parameter '{spec.name}' has the wrong type: it must be {_type_name(spec.default)} ({exc})"
+            ) from exc
+        except InvalidParameterValueException as exc:
+            raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
+        value = p.value
+        if isinstance(value, (tuple, array.array)):
+            value = list(value)
+        values[spec.name] = check_value(spec, value)
+        node.set_descriptor(spec.name, descriptor(spec))
+    return build_settings(values)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def default_yaml_dict(task: str = "reach") -> dict[str, Any]:
+    """{"agent_node": {"ros__parameters": nested defaults}}, the shape of config/mbpo.yaml."""
+    params: dict[str, Any] = {}
+    for spec in all_specs(task):
+        cur = params
+        parts = spec.name.split(".")
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = spec.default
+    return {NODE_NAME: {"ros__parameters": params}}
+
+
+def flatten_yaml_params(doc: dict[str, Any], node_name: str = NODE_NAME) -> dict[str, Any]:
+    """{dotted name: value} of `doc[node_name]["ros__parameters"]` (a parsed params file)."""
+    try:
+        params = doc[node_name]["ros__parameters"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"params file has no '{node_name}: ros__parameters:' section") from exc
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, d: dict[str, Any]) -> None:
+        for key, value in d.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(f"{name}.", value)
+            else:
+                out[name] = value
+
+    walk("", params)
+    return out
+
+
+def default_yaml_text(task: str = "reach") -> str:
+    """config/mbpo.yaml text of the defaults: nested mappings in block style, lists inline."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def _list(dumper, data):
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+    _Dumper.add_representer(list, _list)
+    return yaml.dump(default_yaml_dict(task), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     width=110)
+
+
+def main() -> int:
+    """Print the default params file (YAML) to stdout."""
+
+    sys.stdout.write("# agent_node parameters: generated by `python -m mbpo_ros.nodes.params`, then tuned.\n")
+    sys.stdout.write("# Names mirror mbpo_ros/core/config.py (ensemble.*, sac.*, mbpo.*, seed, device, threads),\n")
+    sys.stdout.write("# mbpo_ros/core/reach.py (reach.*) and AgentParams in mbpo_ros/nodes/params.py.\n")
+    sys.stdout.write(default_yaml_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

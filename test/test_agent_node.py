@@ -1,0 +1,191 @@
+"""agent_node over real ROS 2 topics: the node runs as a subprocess, a test node plays the robot."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from test_agent_support import JOINTS, AgentProcess, FakeRobot, agent_executable, values
+
+pytestmark = pytest.mark.ros
+
+VEL_LIMITS = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+BASE = {
+    "mode": "collect",
+    "log_transitions": False,
+    "control_rate": 50.0,
+    "velocity_limits": VEL_LIMITS,
+    "max_velocity_step": 0.2,
+    "state_timeout": 0.3,
+    "reset_service": "",
+}
+
+
+@pytest.fixture
+def robot(ros_context):
+    r = FakeRobot(ros_context)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def start_agent(tmp_path, ros_domain):
+    procs: list[AgentProcess] = []
+
+    def start(**params) -> AgentProcess:
+        p = AgentProcess(tmp_path, {**BASE, "run_dir": str(tmp_path / "run"), **params}, name=f"agent{len(procs)}")
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        code = p.stop()
+        assert code == 0, f"agent_node exited with {code}:\n{p.output()[-3000:]}"
+
+
+def test_commands_at_control_rate_inside_limits(robot, start_agent):
+    agent = start_agent()
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(5, timeout=30), agent.output()
+    t0 = time.monotonic()
+    time.sleep(3.0)
+    cmds = robot.commands_since(t0)
+    rate = len(cmds) / 3.0
+    assert 30.0 < rate < 65.0, f"{len(cmds)} commands in 3 s at control_rate 50 Hz"
+    arr = np.array([c for _, c in cmds])
+    assert arr.shape[1] == len(JOINTS)
+    assert np.all(np.abs(arr) <= np.array(VEL_LIMITS) + 1e-9)
+    # random exploration actions are rate-limited to max_velocity_step per step
+    assert np.max(np.abs(np.diff(arr, axis=0))) <= 0.2 + 1e-9
+    assert np.max(np.abs(arr)) > 0.05, "collect mode should command random (non-zero) actions"
+    st = robot.wait_for_status("agent_node: control loop", lambda s: float(values(s)["rate_hz"]) > 0, timeout=10)
+    assert st is not None
+    v = values(st)
+    assert 40.0 < float(v["rate_hz"]) < 60.0, v
+    for key in ("jitter_ms", "period_err_p99_ms", "period_err_max_ms"):
+        assert key in v
+
+
+@pytest.mark.parametrize("stale_action", ["zero", "hold"])
+def test_watchdog_fires_when_state_stops(robot, start_agent, stale_action):
+    agent = start_agent(stale_action=stale_action, state_timeout=0.3)
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(20, timeout=30), agent.output()
+    time.sleep(0.5)
+    t_last = robot.stop_publishing()
+    last_live = robot.commands_since(t_last - 0.2)[0][1]
+    time.sleep(1.5)
+    after = robot.commands_since(t_last + 0.3 + 0.5)  # well past state_timeout
+    assert len(after) > 20, "commands must keep coming (hold/zero) while the state is stale"
+    arr = np.array([c for _, c in after])
+    if stale_action == "zero":
+        assert np.all(arr == 0.0)
+        # the first zero command comes within state_timeout (plus scheduling slack)
+        first_zero = next(t for t, c in robot.commands_since(t_last) if np.all(c == 0.0))
+        assert first_zero - t_last < 0.3 + 0.5
+    else:
+        assert np.all(arr == arr[0])  # held, not changing
+        assert np.all(np.abs(arr[0]) <= np.array(VEL_LIMITS))
+        assert np.any(arr[0] != 0.0) or np.all(last_live == 0.0)
+    st = robot.wait_for_status("agent_node: safety", lambda s: values(s)["watchdog"] == "stale", timeout=5)
+    assert st is not None and st.level == b"\x02"  # ERROR
+    assert int(values(st)["watchdog_trips"]) >= 1
+    # state comes back -> commands resume (random actions again, rate-limited from the stop command)
+    robot.start_publishing(100.0)
+    t_back = time.monotonic()
+    time.sleep(1.5)
+    resumed = np.array([c for _, c in robot.commands_since(t_back + 0.5)])
+    assert len(resumed) > 10 and np.any(np.any(resumed != resumed[0], axis=1))
+    st = robot.wait_for_status("agent_node: safety", lambda s: values(s)["watchdog"] == "ok", timeout=5)
+    assert st is not None
+
+
+def test_estop_latches_and_releases(robot, start_agent):
+    from std_srvs.srv import SetBool
+
+    agent = start_agent()
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(10, timeout=30), agent.output()
+    res = robot.call(SetBool, "/agent_node/estop", SetBool.Request(data=True))
+    assert res.success
+    t = time.monotonic()
+    time.sleep(1.0)
+    stopped = np.array([c for _, c in robot.commands_since(t + 0.1)])
+    assert len(stopped) > 20 and np.all(stopped == 0.0), "e-stop must zero every command while the state flows"
+    st = robot.wait_for_status("agent_node: safety", lambda s: values(s)["estop"] == "True", timeout=5)
+    assert st is not None and st.level == b"\x02"
+    # still latched a while later (no automatic release)
+    time.sleep(0.5)
+    assert np.all(np.array([c for _, c in robot.commands_since(t + 1.0)]) == 0.0)
+    res = robot.call(SetBool, "/agent_node/estop", SetBool.Request(data=False))
+    assert res.success
+    t = time.monotonic()
+    time.sleep(1.0)
+    moving = np.array([c for _, c in robot.commands_since(t + 0.2)])
+    assert np.any(moving != 0.0), "after release the agent commands again"
+
+
+def test_bad_messages_are_rejected_and_counted(robot, start_agent):
+    agent = start_agent()
+    robot.start_publishing(50.0)
+    assert robot.wait_for_commands(10, timeout=30), agent.output()
+    bad = 0
+    for _ in range(5):
+        robot.publish_state(q=[0.1, np.nan, 0.1, 0.1, 0.1, 0.1])  # NaN
+        robot.publish_state(q=[0.1] * 5, names=JOINTS[:5] + ["wrist_3"], velocity=[0.0] * 6)  # wrong size
+        robot.publish_state(q=[0.1] * 7, names=JOINTS + ["gripper"])  # unknown joint
+        old = robot.stamp()
+        old.sec -= 100
+        robot.publish_state(stamp=old)  # out of order
+        bad += 4
+        time.sleep(0.05)
+    st = robot.wait_for_status("agent_node: safety",
+                               lambda s: int(values(s)["rejected_total"]) >= bad - 4, timeout=10)
+    assert st is not None, robot.latest_status("agent_node: safety")
+    v = values(st)
+    for reason in ("non_finite", "wrong_size", "unknown_joint", "out_of_order"):
+        assert int(v.get(f"rejected /joint_states:{reason}", 0)) >= 3, v
+    assert v["watchdog"] == "ok"
+    assert agent.alive()
+    t = time.monotonic()
+    time.sleep(0.5)
+    assert len(robot.commands_since(t)) > 10, "the control loop keeps running"
+
+
+def test_joint_order_is_matched_by_name(robot, start_agent):
+    # position commands with tiny velocity limits: every command stays within 1e-4 rad of the
+    # measured positions, so a joint matched to the wrong name shows up as a wrong command
+    agent = start_agent(command_interface="position", stale_action="hold", estop_action="hold",
+                        velocity_limits=[0.001] * 6)
+    robot.shuffle = True
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(20, timeout=30), agent.output()
+    t = time.monotonic()
+    time.sleep(1.0)
+    cmds = np.array([c for _, c in robot.commands_since(t)])
+    assert len(cmds) > 10
+    np.testing.assert_allclose(cmds, np.broadcast_to(robot.q, cmds.shape), atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("sac.lr:=-1.0", ["sac.lr", "-1.0", "[1e-06, 1.0]"]),
+        ("control_rate:=5000.0", ["control_rate", "5000.0", "[1.0, 1000.0]"]),
+        ("control_rate:=20", ["control_rate", "floating-point"]),
+        ("stale_action:=brake", ["stale_action", "brake", "zero", "hold"]),
+        ("velocity_limits:=[1.0, 1.0]", ["velocity_limits", "2 values", "6 joints"]),
+    ],
+)
+def test_bad_parameter_fails_at_startup(tmp_path, ros_domain, override, expected):
+    import subprocess
+
+    from test_agent_support import PARAMS
+
+    argv = agent_executable() + ["--ros-args", "--params-file", str(PARAMS), "-p", "mode:=collect",
+                                 "-p", f"run_dir:={tmp_path / 'run'}", "-p", override]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert out.returncode == 2, out.stdout + out.stderr
+    for word in expected:
+        assert word in out.stderr, out.stderr

@@ -1,0 +1,134 @@
+"""nodes/params.py: the config dataclasses <-> ROS parameters, and config/mbpo.yaml mirroring them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from test_agent_support import PARAMS
+
+from mbpo_ros.core.config import field_specs, preset
+from mbpo_ros.core.reach import ReachConfig
+from mbpo_ros.nodes.params import (
+    AgentParams,
+    ParameterError,
+    all_specs,
+    build_settings,
+    check_value,
+    default_yaml_dict,
+    flatten_yaml_params,
+)
+
+
+def _yaml_params():
+    return flatten_yaml_params(yaml.safe_load(PARAMS.read_text()))
+
+
+def test_yaml_mirrors_the_dataclasses():
+    """config/mbpo.yaml has exactly one entry per dataclass field (core, reach, node), nothing else."""
+    got = _yaml_params()
+    expected = {s.name for s in all_specs()}
+    core = {name for name, *_ in field_specs()}
+    reach = {f"reach.{f.name}" for f in dataclasses.fields(ReachConfig) if f.name != "control_rate"}
+    node = {f.name for f in dataclasses.fields(AgentParams)}
+    assert expected == core | reach | node
+    missing, extra = expected - set(got), set(got) - expected
+    assert not missing and not extra, (
+        f"config/mbpo.yaml is out of date: missing {sorted(missing)}, unknown {sorted(extra)}; "
+        "regenerate with `python -m mbpo_ros.nodes.params > config/mbpo.yaml` and re-apply tuned values"
+    )
+
+
+def test_yaml_values_have_the_fields_types_and_ranges():
+    got = _yaml_params()
+    for spec in all_specs():
+        check_value(spec, got[spec.name])  # raises ParameterError naming the parameter
+    settings = build_settings(got)
+    assert settings.cfg.mbpo.utd == got["mbpo.utd"]
+    assert settings.reach.control_rate == got["control_rate"]
+    assert settings.node.joint_names == got["joint_names"]
+
+
+def test_defaults_are_the_reach_preset():
+    flat = {s.name: s.default for s in all_specs() if s.group == "core"}
+    cfg = preset("reach")
+    assert flat["mbpo.init_random_steps"] == cfg.mbpo.init_random_steps
+    assert flat["sac.lr"] == cfg.sac.lr
+    assert default_yaml_dict()["agent_node"]["ros__parameters"]["mbpo"]["utd"] == cfg.mbpo.utd
+
+
+@pytest.mark.parametrize(
+    "name,value,words",
+    [
+        ("sac.lr", -1.0, ["sac.lr", "-1.0", "[1e-06, 1.0]"]),
+        ("control_rate", 0.5, ["control_rate", "[1.0, 1000.0]"]),
+        ("control_rate", 20, ["control_rate", "floating-point"]),
+        ("mode", "fly", ["mode", "train", "deploy", "collect"]),
+        ("velocity_limits", [1.0, -1.0, 1, 1, 1, 1], ["velocity_limits"]),
+    ],
+)
+def test_check_value_names_the_parameter(name, value, words):
+    spec = next(s for s in all_specs() if s.name == name)
+    with pytest.raises(ParameterError) as info:
+        check_value(spec, value)
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_cross_parameter_checks():
+    base = {s.name: s.default for s in all_specs()}
+    with pytest.raises(ParameterError, match="'position_upper' has 5 values, joint_names has 6"):
+        build_settings({**base, "position_upper": [1.0] * 5})
+    with pytest.raises(ParameterError, match="stale_action.*position"):
+        build_settings({**base, "command_interface": "position"})
+    with pytest.raises(ParameterError, match="checkpoint"):
+        build_settings({**base, "mode": "deploy"})
+    with pytest.raises(ParameterError, match="num_elites"):
+        build_settings({**base, "ensemble.num_elites": 9})
+    with pytest.raises(ParameterError, match="home_pose"):
+        build_settings({**base, "reach.home_pose": [0.0] * 5})
+
+
+@pytest.mark.ros
+def test_declared_with_descriptors(ros_context):
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from mbpo_ros.nodes.params import declare_parameters
+
+    node = Node("agent_node", context=ros_context,
+                parameter_overrides=[Parameter("sac.lr", value=1e-3), Parameter("control_rate", value=100.0)])
+    try:
+        settings = declare_parameters(node)
+        assert settings.cfg.sac.lr == 1e-3
+        assert settings.node.control_rate == 100.0 and settings.reach.control_rate == 100.0
+        d = node.describe_parameter("sac.lr")
+        assert d.read_only and "learning rate" in d.description
+        assert d.floating_point_range[0].from_value == pytest.approx(1e-6)
+        assert d.floating_point_range[0].to_value == pytest.approx(1.0)
+        d = node.describe_parameter("mbpo.utd")
+        assert d.integer_range[0].from_value == 0 and d.integer_range[0].to_value == 10_000
+        d = node.describe_parameter("state_timeout")
+        assert not d.read_only  # a live change is safe and applied
+        assert "stale" in d.description
+        d = node.describe_parameter("stale_action")
+        assert "zero" in d.additional_constraints and "hold" in d.additional_constraints
+        assert node.get_parameter("reach.home_pose").value == list(ReachConfig().home_pose)
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_declare_rejects_out_of_range_override(ros_context):
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from mbpo_ros.nodes.params import declare_parameters
+
+    node = Node("agent_node", context=ros_context, parameter_overrides=[Parameter("mbpo.utd", value=-3)])
+    try:
+        with pytest.raises(ParameterError, match=r"'mbpo.utd' = -3 is outside the allowed range \[0, 10000\]"):
+            declare_parameters(node)
+    finally:
+        node.destroy_node()
