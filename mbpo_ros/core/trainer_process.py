@@ -94,7 +94,7 @@ def _auto_threads() -> int:
 def _child_main(
     obs_dim: int,
     act_dim: int,
-    cfg_dict: dict[str, Any],
+    cfg: Any,
     task_name: str,
     run_dir: str,
     resume: bool,
@@ -104,13 +104,14 @@ def _child_main(
     cmd_conn: Any,
     ev_conn: Any,
     parent_pid: int,
+    task_kwargs: dict[str, Any],
 ) -> None:
     """Entry point of the child process (spawn context: runs in a fresh interpreter)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         worker = _Worker(
-            obs_dim, act_dim, cfg_dict, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
-            parent_pid,
+            obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
+            parent_pid, task_kwargs,
         )
         worker.run()
     except BaseException as e:  # noqa: BLE001 - everything is reported to the parent, then re-raised
@@ -130,28 +131,31 @@ class _Worker:
     """The child's loop. Owns the MBPO instance; talks to the parent only through the channels."""
 
     def __init__(
-        self, obs_dim, act_dim, cfg_dict, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
-        parent_pid,
+        self, obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
+        parent_pid, task_kwargs,
     ):
         if opts.nice:
             os.nice(int(opts.nice))
         import torch
 
-        torch.set_num_threads(int(opts.torch_threads) if opts.torch_threads > 0 else _auto_threads())
-
-        from mbpo_ros.core.config import config_from_dict
+        from mbpo_ros.core.config import validate
         from mbpo_ros.core.tasks import get_task
         from mbpo_ros.core.trainer import MBPO
 
-        self.cfg = config_from_dict(cfg_dict)
+        self.cfg = validate(cfg)
+        # explicit option > cfg.threads > automatic (cores - 1): set before and after MBPO() in case
+        # the trainer applies cfg.threads itself.
+        threads = int(opts.torch_threads) or int(getattr(self.cfg, "threads", 0)) or _auto_threads()
+        torch.set_num_threads(threads)
         self.opts = opts
         self.lockstep = lockstep
         self.tq, self.cmd_conn, self.ev_conn = tq, cmd_conn, ev_conn
         self.parent_pid = parent_pid
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / CHECKPOINT_DIRNAME
-        self.task = get_task(task_name)
+        self.task = get_task(task_name, **task_kwargs)
         self.mbpo = MBPO(obs_dim, act_dim, self.cfg, self.task)
+        torch.set_num_threads(threads)
         self.resumed = False
         if resume and (self.ckpt_path.exists() or (self.run_dir / f".{CHECKPOINT_DIRNAME}.old").exists()):
             from mbpo_ros.io.checkpoint import load_checkpoint
@@ -164,12 +168,12 @@ class _Worker:
         self.closing = False
         self.last_checkpoint = ""
         self.model_holdout_loss = math.nan
+        self.model_holdout_nll = math.nan
         self.truncated_fraction = math.nan
         self.truncated_episodes = 0
         self.snapshot_seq = 0
         self.last_snapshot_updates = -1
         self.last_stats_t = 0.0
-        self.model_trained_at = -1  # env_steps at the last model retrain (async mode)
         self.update_times: collections.deque = collections.deque(maxlen=64)  # (t, sac_updates)
 
     # ---------------------------------------------------------------- messages
@@ -196,6 +200,7 @@ class _Worker:
             "target_utd": float(c.utd),
             "updates_per_s": ups,
             "model_holdout_loss": self.model_holdout_loss,
+            "model_holdout_nll": self.model_holdout_nll,
             "real_buffer": int(len(m.real_buffer)),
             "model_buffer": int(len(m.model_buffer)),
             "truncated_fraction": self.truncated_fraction,
@@ -267,7 +272,7 @@ class _Worker:
                 break
             tr = self.get_transition(None)
         if n and not self.lockstep:
-            self.send(("ack", int(self.mbpo.env_steps), None, None))
+            self.send(("ack", int(self.mbpo.env_steps), None, self.stats()))
         return n
 
     def drain_until(self, target: int) -> None:
@@ -312,8 +317,8 @@ class _Worker:
                 path, err = self.save_checkpoint(), None
             except Exception as e:  # a failed checkpoint is reported to its caller; training goes on
                 path, err = "", f"{type(e).__name__}: {e}"
-            self.send(("checkpoint", req_id, path, err))
-            self.send_stats(force=True)
+            self.send(("checkpoint", req_id, path, err, self.stats()))
+            self.last_stats_t = time.monotonic()
         elif kind == "close":
             _, checkpoint, target = cmd
             path, err = "", None
@@ -331,30 +336,40 @@ class _Worker:
     # ---------------------------------------------------------------- training
 
     def note_metrics(self, metrics: dict | None) -> None:
+        """Keep the figures stats() reports from what train_model()/rollout()/step() returned."""
         if not metrics:
             return
-        for key, value in metrics.items():
-            if "holdout" in key and isinstance(value, (int, float)):
-                self.model_holdout_loss = float(value)
-            elif key in ("truncated_fraction", "rollout_truncated_fraction") and isinstance(value, (int, float)):
-                self.truncated_fraction = float(value)
+        if "model_holdout_mse" in metrics:
+            self.model_holdout_loss = float(metrics["model_holdout_mse"])
+        if "model_holdout_nll" in metrics:
+            self.model_holdout_nll = float(metrics["model_holdout_nll"])
+        if "rollout_truncated_fraction" in metrics:
+            self.truncated_fraction = float(metrics["rollout_truncated_fraction"])
 
     def async_work(self) -> bool:
-        """Do one bounded piece of training work; False when there is nothing due."""
+        """Do one bounded piece of training work; False when there is nothing due.
+
+        The same schedule as MBPO.step(), decoupled from the arrival of transitions: retrain and
+        roll out every model_train_freq env steps (first at init_random_steps), and SAC updates in
+        chunks until sac_updates reaches utd * (env_steps - init_random_steps).
+        """
         m, c = self.mbpo, self.cfg.mbpo
         env_steps = int(m.env_steps)
-        if env_steps < int(c.init_random_steps) or env_steps == 0:
+        if env_steps < max(int(c.init_random_steps), 1):
             return False
-        if self.model_trained_at < 0 or env_steps - self.model_trained_at >= int(c.model_train_freq):
-            self.model_trained_at = env_steps
-            self.note_metrics(m.train_model())
-            self.note_metrics(m.rollout())
+        last = int(m.last_model_train_step)
+        if last < 0 or env_steps - last >= int(c.model_train_freq):
+            if c.real_ratio < 1.0 and len(m.real_buffer) >= 2:
+                self.note_metrics(m.train_model())
+                self.note_metrics(m.rollout())
+            else:
+                m.last_model_train_step = env_steps  # as MBPO.step(): no model needed
             self.send_stats(force=True)
             return True
-        deficit = int(math.ceil(float(c.utd) * (env_steps - int(c.init_random_steps)))) - int(m.sac_updates)
+        deficit = int(c.utd) * (env_steps - int(c.init_random_steps)) - int(m.sac_updates)
         if deficit <= 0:
             return False
-        self.note_metrics(m.update(min(deficit, int(self.opts.chunk_updates))))
+        m.update(min(deficit, int(self.opts.chunk_updates)), sync=False)
         self.send_snapshot()
         return True
 
@@ -385,12 +400,13 @@ class TrainerProcess:
     """MBPO in a spawned child process; the parent side is O(1) and never blocks the control loop.
 
     obs_dim, act_dim: sizes of one observation / action (act in [-1, 1]^act_dim).
-    cfg: the full Config (sent to the child as a plain dict).
+    cfg: the full Config (validated; sent to the child with the spawn arguments).
     task_name: core.tasks.get_task name ("reach", "Hopper-v5", ...), resolved in the child.
     run_dir: the checkpoint lives in run_dir/checkpoint; with resume=True an existing one is loaded.
     queue_size: bound of the transition queue; submit() drops (and counts) beyond it.
     lockstep: per-transition MBPO.step() and acknowledgements (see the module docstring).
     options: how the child runs (threads, nice, snapshot chunking); WorkerOptions() by default.
+    task_kwargs: keyword arguments of get_task in the child (e.g. ReachTask settings); plain data only.
     """
 
     def __init__(
@@ -404,6 +420,7 @@ class TrainerProcess:
         queue_size: int = 10000,
         lockstep: bool = False,
         options: WorkerOptions | None = None,
+        task_kwargs: dict[str, Any] | None = None,
     ):
         if int(obs_dim) <= 0 or int(act_dim) <= 0:
             raise ValueError(f"obs_dim and act_dim must be positive, got obs_dim={obs_dim}, act_dim={act_dim}")
@@ -417,6 +434,7 @@ class TrainerProcess:
         self.queue_size = int(queue_size)
         self.lockstep = bool(lockstep)
         self.options = options or WorkerOptions()
+        self.task_kwargs = dict(task_kwargs or {})
 
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
@@ -450,8 +468,9 @@ class TrainerProcess:
         """
         if self._proc is not None:
             raise RuntimeError("TrainerProcess.start() was already called")
-        from mbpo_ros.core.config import config_to_dict
+        from mbpo_ros.core.config import validate
 
+        validate(self.cfg)  # a bad config fails here, in the caller, with the field named
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._tq = self._ctx.Queue(maxsize=self.queue_size)
         cmd_child, self._cmd_conn = self._ctx.Pipe(duplex=False)
@@ -460,8 +479,9 @@ class TrainerProcess:
             target=_child_main,
             name="mbpo-trainer",
             args=(
-                self.obs_dim, self.act_dim, config_to_dict(self.cfg), self.task_name, str(self.run_dir),
+                self.obs_dim, self.act_dim, self.cfg, self.task_name, str(self.run_dir),
                 self.resume, self.lockstep, self.options, self._tq, cmd_child, ev_child, os.getpid(),
+                self.task_kwargs,
             ),
             daemon=True,
         )
@@ -652,6 +672,8 @@ class TrainerProcess:
     def _send_cmd(self, cmd: tuple) -> None:
         if self._proc is None or self._closed:
             raise RuntimeError("the trainer process is not running (start() not called, or closed)")
+        if self._error or not self._proc.is_alive():
+            raise RuntimeError(f"the trainer process is not running: {self._error or 'it exited'}")
         try:
             with self._cmd_lock:
                 self._cmd_conn.send(cmd)
@@ -697,8 +719,9 @@ class TrainerProcess:
                         self._ready = True
                         self._cond.notify_all()
                 elif kind == "checkpoint":
-                    _, req_id, path, err = msg
+                    _, req_id, path, err, stats = msg
                     with self._cond:
+                        self._child_stats.update(stats)
                         if path:
                             self._last_checkpoint = path
                         self._ckpt_replies[req_id] = (path, err)

@@ -1,0 +1,265 @@
+"""TrainerProcess: real MBPO in a real spawned child process, on tiny configs (CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mbpo_ros.core.config import preset
+from mbpo_ros.core.tasks import get_task
+from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions
+
+TASK = get_task("reach")
+OBS, ACT = TASK.obs_dim, TASK.act_dim
+OPTS = WorkerOptions(torch_threads=1, chunk_updates=10, stats_interval_s=0.1, start_timeout_s=90.0)
+
+
+def tiny_cfg(seed: int = 0, **mbpo):
+    """preset("reach") shrunk so that training starts after a few dozen transitions and takes ms."""
+    cfg = preset("reach")
+    ens = dataclasses.replace(
+        cfg.ensemble, num_members=3, num_elites=2, hidden_size=32, num_hidden=2,
+        weight_decays=[2.5e-5, 5e-5, 1e-4], batch_size=32,
+    )
+    sac = dataclasses.replace(cfg.sac, hidden_size=32, batch_size=32)
+    loop = dict(
+        init_random_steps=30, model_train_freq=20, rollout_batch_size=64, utd=2, epoch_length=50,
+        rollout_schedule=[0, 1, 1, 1], max_model_epochs=3, max_model_train_seconds=0.0,
+        real_buffer_size=5000, rollout_chunk=64,
+    )
+    loop.update(mbpo)
+    return dataclasses.replace(
+        cfg, ensemble=ens, sac=sac, mbpo=dataclasses.replace(cfg.mbpo, **loop), seed=seed, device="cpu", threads=1
+    )
+
+
+def transitions(n: int, seed: int = 1):
+    """n random but fixed transitions: (obs, act, reward, next_obs, terminated, truncated)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n + 1, OBS)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32)
+    rew = rng.normal(size=n)
+    return [(obs[i], act[i], float(rew[i]), obs[i + 1], False, i % 25 == 24) for i in range(n)]
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def arrays_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def make_tp():
+    """Factory of TrainerProcesses that are always closed (and their children reaped) after the test."""
+    made: list[TrainerProcess] = []
+
+    def make(run_dir, **kw):
+        kw.setdefault("options", OPTS)
+        tp = TrainerProcess(OBS, ACT, kw.pop("cfg", None) or tiny_cfg(), "reach", run_dir, **kw)
+        made.append(tp)
+        return tp
+
+    yield make
+    for tp in made:
+        tp.close(checkpoint=False, timeout=5.0)
+        if tp._proc is not None:
+            assert not tp._proc.is_alive(), "a trainer child outlived close()"
+
+
+def test_snapshots_arrive_and_change_after_training(tmp_path, make_tp):
+    tp = make_tp(tmp_path)
+    tp.start()
+    first = tp.latest_snapshot()
+    assert first is not None, "start() returns only once the first snapshot is installed"
+    a = first.act(np.zeros(OBS, np.float32), deterministic=True)
+    assert a.shape == (ACT,) and np.all(np.abs(a) <= 1.0)
+    for tr in transitions(80):
+        assert tp.submit(*tr)
+    # 80 steps, 30 random: utd 2 -> 100 SAC updates are due, in chunks of 10 with a snapshot each.
+    wait_for(lambda: tp.stats()["sac_updates"] >= 100, 60, "100 SAC updates")
+    wait_for(lambda: tp.stats()["snapshot_seq"] >= 5, 10, "snapshots after the chunks")
+    st = tp.stats()
+    assert st["alive"] and st["error"] == ""
+    assert st["env_steps"] == 80 and st["real_buffer"] == 80
+    assert st["model_buffer"] > 0 and np.isfinite(st["model_holdout_loss"])
+    assert st["achieved_utd"] == pytest.approx(2.0, abs=0.05)
+    last = tp.latest_snapshot()
+    assert last is not first
+    assert not arrays_equal(first.to_arrays(), last.to_arrays()), "training did not change the policy"
+
+
+def test_checkpoint_then_resume_keeps_every_transition(tmp_path, make_tp):
+    trs = transitions(120)
+    tp = make_tp(tmp_path)
+    tp.start()
+    for tr in trs[:70]:
+        assert tp.submit(*tr)
+    path = tp.request_checkpoint(timeout=60)
+    assert Path(path) == tmp_path / "checkpoint" and Path(path).is_dir()
+    st = tp.stats()
+    assert st["env_steps"] == 70 and st["last_checkpoint"] == path
+    tp.set_paused(True)  # transitions are still taken in while paused; no more training
+    for tr in trs[70:]:
+        assert tp.submit(*tr)
+    tp.close(checkpoint=True, timeout=60)
+    before = tp.stats()
+    assert not before["alive"] and before["error"] == ""
+    assert before["env_steps"] == 120 and before["real_buffer"] == 120
+    final_policy = tp.latest_snapshot().to_arrays()
+
+    tp2 = make_tp(tmp_path, resume=True)
+    tp2.start()
+    after = tp2.stats()
+    assert after["resumed"]
+    for key in ("env_steps", "sac_updates", "real_buffer", "model_buffer", "model_trains"):
+        assert after[key] == before[key], key
+    assert arrays_equal(tp2.latest_snapshot().to_arrays(), final_policy), "first snapshot is not the loaded policy"
+
+    tp3 = make_tp(tmp_path, resume=False)  # resume=False ignores the checkpoint
+    tp3.start()
+    assert tp3.stats()["env_steps"] == 0
+
+
+def _lockstep_run(tmp_path: Path, name: str, trs, make_tp) -> tuple[dict, dict]:
+    tp = make_tp(tmp_path / name, lockstep=True, cfg=tiny_cfg(seed=3))
+    tp.start()
+    for i, tr in enumerate(trs):
+        assert tp.submit(*tr)
+        assert tp.wait_until_trained(i + 1, timeout=60), f"step {i + 1} not acknowledged: {tp.stats()}"
+    return tp.latest_snapshot().to_arrays(), tp.stats()
+
+
+def test_lockstep_is_deterministic(tmp_path, make_tp):
+    trs = transitions(60, seed=5)
+    snap_a, st_a = _lockstep_run(tmp_path, "a", trs, make_tp)
+    snap_b, st_b = _lockstep_run(tmp_path, "b", trs, make_tp)
+    assert st_a["env_steps"] == 60 and st_a["sac_updates"] > 0
+    assert st_a["sac_updates"] == st_b["sac_updates"]
+    assert arrays_equal(snap_a, snap_b), "same seed and transitions gave different policies"
+
+
+def test_full_queue_counts_drops_and_never_blocks(tmp_path, make_tp):
+    tp = make_tp(tmp_path, queue_size=5)
+    tp.start()
+    os.kill(tp._proc.pid, signal.SIGSTOP)  # a child that takes nothing off the queue
+    try:
+        trs = transitions(40)
+        t0 = time.monotonic()
+        accepted = [tp.submit(*tr) for tr in trs]
+        elapsed = time.monotonic() - t0
+        assert sum(accepted) == 5 and accepted[:5] == [True] * 5
+        assert tp.stats()["queue_dropped"] == 35
+        assert elapsed < 5.0, f"40 submits against a full queue took {elapsed:.1f} s"
+    finally:
+        os.kill(tp._proc.pid, signal.SIGCONT)
+    wait_for(lambda: tp.stats()["env_steps"] == 5, 30, "the 5 queued transitions")
+    with pytest.raises(ValueError, match="observation has 4 values"):
+        tp.submit(np.zeros(4), np.zeros(ACT), 0.0, np.zeros(4), False, False)
+
+
+def test_close_never_hangs_on_a_stuck_child(tmp_path, make_tp):
+    tp = make_tp(tmp_path)
+    tp.start()
+    os.kill(tp._proc.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    tp.close(checkpoint=True, timeout=1.0)
+    assert time.monotonic() - t0 < 15.0
+    assert not tp._proc.is_alive()
+    st = tp.stats()
+    assert not st["alive"] and "did not close in order" in st["error"]
+
+
+def test_killed_child_is_reported_and_close_returns(tmp_path, make_tp):
+    tp = make_tp(tmp_path)
+    tp.start()
+    os.kill(tp._proc.pid, signal.SIGKILL)
+    wait_for(lambda: not tp.stats()["alive"], 10, "the dead child to be noticed")
+    assert "exited unexpectedly" in tp.stats()["error"]
+    assert not tp.wait_until_trained(10, timeout=1.0)
+    with pytest.raises(RuntimeError, match="not running"):
+        tp.request_checkpoint(timeout=5)
+    t0 = time.monotonic()
+    tp.close(checkpoint=True, timeout=5.0)
+    assert time.monotonic() - t0 < 10.0
+
+
+def test_child_ignores_sigint_and_closes_in_order(tmp_path, make_tp):
+    tp = make_tp(tmp_path)
+    tp.start()
+    for tr in transitions(10):
+        tp.submit(*tr)
+    os.kill(tp._proc.pid, signal.SIGINT)  # what Ctrl-C sends to the whole process group
+    time.sleep(0.5)
+    assert tp.stats()["alive"]
+    tp.close(checkpoint=True, timeout=60)
+    st = tp.stats()
+    assert st["error"] == "" and st["env_steps"] == 10 and st["last_checkpoint"] and tp._proc.exitcode == 0
+
+
+def test_child_exception_surfaces(tmp_path, make_tp):
+    ckpt = tmp_path / "checkpoint"
+    ckpt.mkdir()
+    (ckpt / "meta.json").write_text("{not json")
+    tp = make_tp(tmp_path, resume=True)
+    with pytest.raises(RuntimeError, match="failed to start"):
+        tp.start()
+    st = tp.stats()
+    assert not st["alive"] and "meta.json" in st["error"]
+
+    bad = TrainerProcess(OBS, ACT, tiny_cfg(), "no-such-task", tmp_path / "x", options=OPTS)
+    try:
+        with pytest.raises(RuntimeError, match="no-such-task"):
+            bad.start()
+        assert "no-such-task" in bad.stats()["error"]
+    finally:
+        bad.close(checkpoint=False, timeout=5)
+
+
+def test_child_exits_when_the_parent_dies(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_trainer_process import tiny_cfg, OPTS, OBS, ACT
+        from mbpo_ros.core.trainer_process import TrainerProcess
+        if __name__ == "__main__":
+            tp = TrainerProcess(OBS, ACT, tiny_cfg(), "reach", {str(tmp_path)!r}, options=OPTS)
+            tp.start()
+            print(tp._proc.pid, flush=True)
+            os._exit(0)  # die without close()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    child = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 15
+    while not _exited(child):
+        if time.monotonic() > deadline:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the trainer child outlived its parent by 15 s")
+        time.sleep(0.1)
+
+
+def _exited(pid: int) -> bool:
+    """True once pid is gone or a zombie (its orphan is reaped by whoever adopted it, maybe later)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
