@@ -318,3 +318,20 @@ def test_bad_parameter_fails_at_start_up_naming_it(tmp_path):
     out = subprocess.run(_twin_argv("command_interface:=effort"), capture_output=True, text=True, timeout=60,
                          env=env)
     assert out.returncode != 0 and "command_interface" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("rtf", [4.0, 0.0])
+def test_real_time_factor_runs_faster_than_wall_clock_with_clock(twin_factory, probe, rtf):
+    twin = twin_factory(f"real_time_factor:={rtf}")
+    assert probe.spin_until(lambda: len(probe.clock) > 10, 30.0, twin), twin.text()
+    probe.spin_for(0.5)
+    w0, c0 = time.monotonic(), probe.clock[-1]
+    probe.spin_for(2.0)
+    ratio = (probe.clock[-1] - c0) * 1e-9 / (time.monotonic() - w0)
+    if rtf > 0:
+        assert 2.0 < ratio < 5.0, f"simulated/wall = {ratio:.2f}, real_time_factor {rtf}"
+    else:
+        assert ratio > 3.0, f"as fast as possible gave only {ratio:.2f} x real time"
+    # Joint states are stamped with the same simulated time as /clock.
+    assert abs(probe.states[-1][1] - probe.clock[-1]) < 0.5e9
+    assert twin.stop() == 0, twin.text()
