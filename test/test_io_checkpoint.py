@@ -329,3 +329,11 @@ def test_state_dict_encoding_edge_cases():
         flatten_state_dict({"x": object()})
     with pytest.raises(CheckpointError, match="lacks"):
         unflatten_state_dict({}, m, "p/")
+
+
+def test_is_checkpoint_recovers_aside_copy(tmp_path):
+    path = save_checkpoint(tmp_path / "c", meta={"step": 3})
+    os.rename(path, tmp_path / ".c.old")  # killed between the two renames of a save
+    assert ckpt.is_checkpoint(path)
+    assert load_checkpoint(path)[2] == {"step": 3}
+    assert not ckpt.is_checkpoint(tmp_path / "missing")

@@ -171,3 +171,22 @@ def test_rows_survive_a_killed_process(tmp_path):
         proc.stdout.close()
     _, rows = read_metrics_csv(tmp_path / "metrics.csv")
     assert [float(r["loss"]) for r in rows] == [i / 2 for i in range(25)]
+
+
+def test_resume_at_checkpoint_drops_later_rows_and_events(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricsLogger(tmp_path)
+    for i in range(5):
+        log.log({"env_steps": 1000 * i, "ret": float(i)})
+    log.close()
+    # The run is resumed from its checkpoint at 2000 steps: rows 3000 and 4000 are redone.
+    log = MetricsLogger(tmp_path, resume=True, resume_at=2000)
+    log.log({"env_steps": 3000, "ret": 30.0})
+    log.close()
+    _, rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert [(r["env_steps"], r["ret"]) for r in rows] == [("0", "0.0"), ("1000", "1.0"), ("2000", "2.0"),
+                                                          ("3000", "30.0")]
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [(s.step, s.value) for s in acc.Scalars("ret")] == [(0, 0.0), (1000, 1.0), (2000, 2.0), (3000, 30.0)]

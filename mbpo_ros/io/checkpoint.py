@@ -344,9 +344,17 @@ def load_checkpoint(
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a directory with a readable mbpo_ros ``meta.json`` (files not hashed)."""
+    """True if ``path`` is a directory with a readable mbpo_ros ``meta.json`` (files not hashed).
+
+    Like ``load_checkpoint``, it first puts back the aside copy left by an interrupted save.
+    """
+    path = Path(path)
     try:
-        _read_meta_doc(Path(path))
+        _recover(path)
+    except OSError:
+        return False
+    try:
+        _read_meta_doc(path)
     except CheckpointError:
         return False
     return True

@@ -83,6 +83,10 @@ class MetricsLogger:
     x_key:       the row key used as the x axis / TensorBoard step (e.g. "env_steps").
     tensorboard: also write TensorBoard scalars (skipped with a warning if unavailable).
     resume:      append to an existing metrics.csv (keeping its header) instead of starting afresh.
+    resume_at:   with resume, the x value of the checkpoint being resumed: rows logged after it
+                 (x > resume_at, written before the crash/stop) are removed from the CSV and
+                 TensorBoard events from step resume_at + 1 on are purged, so the curves do not
+                 double back. None keeps every row.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class MetricsLogger:
         x_key: str = "env_steps",
         tensorboard: bool = True,
         resume: bool = False,
+        resume_at: float | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +107,11 @@ class MetricsLogger:
         self._file: TextIO | None = None
         if resume and self.csv_path.is_file() and self.csv_path.stat().st_size > 0:
             self.columns, rows = read_metrics_csv(self.csv_path)
+            if resume_at is not None:
+                kept = [r for r in rows if (_as_float(r.get(x_key)) or 0.0) <= resume_at]
+                if len(kept) != len(rows):
+                    self._rewrite(kept)
+                rows = kept
             self._rows_logged = len(rows)
             with open(self.csv_path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
@@ -123,7 +133,8 @@ class MetricsLogger:
                 if not resume and tb_dir.is_dir():
                     for old in tb_dir.glob("events.out.tfevents.*"):
                         old.unlink()
-                self._tb = SummaryWriter(log_dir=str(tb_dir), flush_secs=10)
+                purge = int(resume_at) + 1 if resume and resume_at is not None else None
+                self._tb = SummaryWriter(log_dir=str(tb_dir), flush_secs=10, purge_step=purge)
 
     @property
     def tb_dir(self) -> Path:
@@ -145,6 +156,10 @@ class MetricsLogger:
         if self.csv_path.is_file() and self.columns:
             _, old_rows = read_metrics_csv(self.csv_path)
         self.columns = self.columns + new_keys
+        self._rewrite(old_rows)
+
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        """Replace the CSV (atomically: temp file, fsync, rename) with ``self.columns`` and ``rows``."""
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -152,7 +167,7 @@ class MetricsLogger:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(self.columns)
-            for row in old_rows:
+            for row in rows:
                 writer.writerow([row.get(c, "") for c in self.columns])
             f.flush()
             os.fsync(f.fileno())
