@@ -6,43 +6,26 @@ import time
 
 import numpy as np
 import pytest
-from test_agent_support import JOINTS, AgentProcess, FakeRobot, agent_executable, values
+from test_agent_support import (
+    JOINTS,
+    VEL_LIMITS,
+    agent_executable,
+    robot_fixture,
+    start_agent_fixture,
+    values,
+)
 
 pytestmark = pytest.mark.ros
-
-VEL_LIMITS = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-BASE = {
-    "mode": "collect",
-    "log_transitions": False,
-    "control_rate": 50.0,
-    "velocity_limits": VEL_LIMITS,
-    "max_velocity_step": 0.2,
-    "state_timeout": 0.3,
-    "reset_service": "",
-}
 
 
 @pytest.fixture
 def robot(ros_context):
-    r = FakeRobot(ros_context)
-    yield r
-    r.close()
+    yield from robot_fixture(ros_context)
 
 
 @pytest.fixture
 def start_agent(tmp_path, ros_domain):
-    procs: list[AgentProcess] = []
-
-    def start(**params) -> AgentProcess:
-        p = AgentProcess(tmp_path, {**BASE, "run_dir": str(tmp_path / "run"), **params}, name=f"agent{len(procs)}")
-        procs.append(p)
-        return p
-
-    yield start
-    for p in procs:
-        code = p.stop()
-        assert code == 0, f"agent_node exited with {code}:\n{p.output()[-3000:]}"
-
+    yield from start_agent_fixture(tmp_path)
 
 def test_commands_at_control_rate_inside_limits(robot, start_agent):
     agent = start_agent()

@@ -222,3 +222,39 @@ class FakeRobot:
 
 def values(status) -> dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+VEL_LIMITS = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+BASE = {
+    "mode": "collect",
+    "log_transitions": False,
+    "control_rate": 50.0,
+    "velocity_limits": VEL_LIMITS,
+    "max_velocity_step": 0.2,
+    "state_timeout": 0.3,
+    "reset_service": "",
+}
+
+def robot_fixture(ros_context):
+    """Body of a `robot` fixture: a FakeRobot on the test's context, closed afterwards."""
+    r = FakeRobot(ros_context)
+    yield r
+    r.close()
+
+
+def start_agent_fixture(tmp_path, base=None):
+    """Body of a `start_agent` fixture: start(**params) -> AgentProcess; every agent must exit 0."""
+    procs: list[AgentProcess] = []
+    base = BASE if base is None else base
+
+    def start(**params) -> AgentProcess:
+        p = AgentProcess(tmp_path, {**base, "run_dir": str(tmp_path / "run"), **params}, name=f"agent{len(procs)}")
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        code = p.stop()
+        assert code == 0, f"agent_node exited with {code}:\n{p.output()[-3000:]}"

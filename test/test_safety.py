@@ -93,6 +93,7 @@ def test_stop_modes():
     s.max_velocity_step = 0.1
     np.testing.assert_allclose(s.shape(np.ones(3), np.zeros(3), 0.05), [0.1, 0.1, 0.1])
     p = CommandShaper(limits(), "position")
+    assert p.stop("hold") is None  # no target known to be safe before the first state
     np.testing.assert_allclose(p.stop("hold", q=np.array([0.5, 0.1, 0.2])), [0.5, 0.1, 0.2])
     with pytest.raises(ValueError, match="not one of"):
         s.stop("brake")

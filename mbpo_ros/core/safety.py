@@ -163,10 +163,11 @@ class CommandShaper:
         self._last = out
         return out.copy()
 
-    def stop(self, mode: str, q: np.ndarray | None = None) -> np.ndarray:
+    def stop(self, mode: str, q: np.ndarray | None = None) -> np.ndarray | None:
         """Command while stale or e-stopped: "zero" -> zeros, "hold" -> the last command sent.
 
-        With "hold" and nothing sent yet: zeros for velocity, the measured `q` for position.
+        With "hold" and nothing sent yet: zeros for velocity, the measured `q` for position, and
+        None (send nothing: no position target is known to be safe) when `q` is unknown too.
         """
         if mode not in STOP_ACTIONS:
             raise ValueError(f"stop action '{mode}' is not one of {list(STOP_ACTIONS)}")
@@ -175,7 +176,9 @@ class CommandShaper:
             out = np.zeros(n)
         elif self._last is not None:
             out = self._last.copy()
-        elif self.interface == "position" and q is not None:
+        elif self.interface == "position":
+            if q is None:
+                return None
             out = self._checked(q, "joint positions").copy()
         else:
             out = np.zeros(n)

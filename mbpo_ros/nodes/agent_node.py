@@ -179,6 +179,7 @@ class AgentNode(Node):
         self.ep_return = 0.0
         self.prev: tuple[np.ndarray, np.ndarray, int] | None = None  # (obs, applied action, state stamp)
         self.last_cmd_stamp = -1
+        self.episode_end_stamp = -1
         self.reset_future = None
         self.reset_deadline = 0.0
         self.last_cmd = np.zeros(self.limits.n)
@@ -340,7 +341,7 @@ class AgentNode(Node):
                 self._wall_clock_loop()
         except Exception as exc:  # the loop must never die silently: stop the arm and say why
             self.get_logger().fatal(f"control loop failed: {type(exc).__name__}: {exc}")
-            self._publish(self.shaper.stop("zero" if self.p.command_interface == "velocity" else "hold"))
+            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
             self._stop.set()
             raise
 
@@ -409,7 +410,9 @@ class AgentNode(Node):
 
     def _stop_command(self, mode: str) -> None:
         q = self.state.q if self.state is not None else None
-        self._publish(self.shaper.stop(mode, q))
+        cmd = self.shaper.stop(mode, q)
+        if cmd is not None:  # None: position commands before any state: nothing is safe to send
+            self._publish(cmd)
         self.prev = None  # no transition across a gap
 
     def _step(self) -> None:
@@ -473,7 +476,9 @@ class AgentNode(Node):
             if p.lockstep and not self.trainer.wait_until_trained(self.env_steps, p.lockstep_train_timeout):
                 self.get_logger().warning(f"trainer not done with step {self.env_steps} within "
                                           f"{p.lockstep_train_timeout} s; going on")
-            self.policy = self.trainer.latest_snapshot() or self.policy
+            snapshot = self.trainer.latest_snapshot()
+            if snapshot is not None:
+                self.policy = snapshot
         if p.mode == "collect" or self.policy is None or (
             p.mode == "train" and self.env_steps < self.settings.cfg.mbpo.init_random_steps
         ):
@@ -506,6 +511,7 @@ class AgentNode(Node):
                                     float(st.get("achieved_utd", math.nan)),
                                     float(st.get("model_holdout_loss", math.nan)))
         self.ep_steps, self.ep_return, self.prev = 0, 0.0, None
+        self.episode_end_stamp = self.state.stamp_ns if self.state is not None else -1
         self.reset_deadline = time.monotonic() + self.p.reset_timeout
         if self.reset_client is not None:
             self.phase = "reset"
@@ -531,8 +537,7 @@ class AgentNode(Node):
                     time.sleep(0.01)
                 return
             self.reset_future = self.reset_client.call_async(Trigger.Request())
-            with self._state_cv:
-                self._state_cv.notify_all()
+            self.reset_future.add_done_callback(self._wake_control)
         if self.reset_future.done():
             result = self.reset_future.result()
             if result is None or not result.success:
@@ -544,15 +549,18 @@ class AgentNode(Node):
         elif not self.p.lockstep:
             self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
 
+    def _wake_control(self, _future=None) -> None:
+        with self._state_cv:
+            self._state_cv.notify_all()
+
     def _begin_episode(self) -> None:
         self.phase = "run"
         self.reset_future = None
         self.prev = None
-        # the first observation of the new episode must come from a state newer than the reset
-        self.last_cmd_stamp = self.state.stamp_ns if (self.state is not None and self.p.lockstep) else -1
-        if self.p.lockstep and self.reset_client is not None:
-            # lock-step twin publishes a fresh state after a reset; wait for it without commanding
-            self.shaper.reset(np.zeros(self.limits.n))
+        # lock-step: the twin publishes a fresh state after a reset; the new episode starts from a
+        # state newer than the episode's last one, without commanding in between
+        self.last_cmd_stamp = self.episode_end_stamp if self.p.lockstep else -1
+        self.shaper.reset(np.zeros(self.limits.n) if self.p.command_interface == "velocity" else None)
 
     def _drive_home(self, st: ArmState) -> None:
         """Real arm: P-control back to reach.home_pose under the same safety limits."""
@@ -698,7 +706,7 @@ class AgentNode(Node):
         if self.control_thread.is_alive():
             self.control_thread.join(timeout=5.0)
         try:
-            self._publish(self.shaper.stop("zero" if self.p.command_interface == "velocity" else "hold"))
+            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
         except Exception as exc:  # the context may already be gone; the arm's own controller remains
             self.get_logger().warning(f"could not publish the final stop command: {exc}")
         if self.worker_thread.is_alive():

@@ -1,0 +1,116 @@
+"""agent_node in train mode: checkpoint round trip through a restart, the MCAP log, episodes.csv.
+
+The learner (TrainerProcess, a child process) is real; learning itself is kept out of the way
+(init_random_steps above the steps taken) so that the test is about keeping every transition.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import numpy as np
+import pytest
+from test_agent_support import BASE, robot_fixture, start_agent_fixture, values
+
+pytestmark = pytest.mark.ros
+
+TRAIN = {
+    **BASE,
+    "mode": "train",
+    "log_transitions": True,
+    "mbpo.init_random_steps": 100000,
+    "mbpo.real_buffer_size": 20000,
+    "checkpoint_period": 0.0,
+    "reach.episode_seconds": 1.0,  # 50 steps at 50 Hz
+    "reset_timeout": 0.3,  # the fake robot does not move: the drive home times out quickly
+    "device": "cpu",
+}
+
+
+@pytest.fixture
+def robot(ros_context):
+    yield from robot_fixture(ros_context)
+
+
+@pytest.fixture
+def start_agent(tmp_path, ros_domain):
+    yield from start_agent_fixture(tmp_path, TRAIN)
+
+
+def _checkpoint_counts(run_dir):
+    from mbpo_ros.io.checkpoint import load_checkpoint
+
+    tensors, _arrays, meta = load_checkpoint(run_dir / "checkpoint")
+    return int(meta["counters"]["env_steps"]), int(meta["real_buffer"]["size"]), tensors
+
+
+def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, robot, start_agent):
+    from std_srvs.srv import SetBool, Trigger
+
+    from mbpo_ros.io.transition_log import read_transitions
+
+    run_dir = tmp_path / "run"
+    robot.shuffle = True  # JointState order shuffled on every message: observations must not change
+    robot.start_publishing(100.0)
+
+    # session 1: collect, checkpoint on request, then SIGINT (final checkpoint)
+    agent = start_agent()
+    assert robot.wait_for_commands(100, timeout=90), agent.output()
+    res = robot.call(Trigger, "/agent_node/save_checkpoint", Trigger.Request(), timeout=60)
+    assert res.success, res.message
+    assert res.message.endswith("checkpoint")
+    res = robot.call(SetBool, "/agent_node/pause_training", SetBool.Request(data=True))
+    assert res.success, res.message
+    time.sleep(1.0)
+    assert agent.stop() == 0, agent.output()
+    n1, size1, _ = _checkpoint_counts(run_dir)
+    log1 = read_transitions(run_dir)
+    assert n1 >= 100
+    assert size1 == n1 == len(log1["obs"]), (size1, n1, len(log1["obs"]))
+    # every observation has the joints in arm order, whatever order the JointState had
+    np.testing.assert_allclose(log1["obs"][:, :6], np.broadcast_to(robot.q, (n1, 6)), atol=1e-6)
+    np.testing.assert_allclose(log1["next_obs"][:, :6], np.broadcast_to(robot.q, (n1, 6)), atol=1e-6)
+
+    # session 2: same run directory -> resumes with every transition, appends to the log
+    t_start = time.monotonic()
+    agent2 = start_agent()
+    st = robot.wait_for_status("agent_node: learner", lambda s: int(values(s)["env_steps"]) > n1 + 20,
+                               timeout=90, since=t_start)
+    assert st is not None, agent2.output()
+    assert agent2.stop() == 0, agent2.output()
+    n2, size2, tensors = _checkpoint_counts(run_dir)
+    log2 = read_transitions(run_dir)
+    assert n2 > n1 + 20
+    assert size2 == n2 == len(log2["obs"])
+    # the first session's transitions are unchanged, in the buffer and in the log
+    np.testing.assert_array_equal(log2["obs"][:n1], log1["obs"])
+    np.testing.assert_allclose(tensors["real.obs"][:n1].numpy(), log1["obs"], atol=1e-6)
+    np.testing.assert_allclose(tensors["real.act"][:n2].numpy(), log2["action"], atol=1e-6)
+    assert np.all(np.diff(log2["stamp_ns"]) >= 0)
+
+    # the log is a plain ROS 2 bag: mcap-ros2-support decodes every message of every segment
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    segments = sorted(run_dir.glob("transitions*.mcap"))
+    assert len(segments) == 2
+    decoded = []
+    for seg in segments:
+        with open(seg, "rb") as f:
+            reader = make_reader(f, decoder_factories=[DecoderFactory()])
+            decoded += [(channel.topic, msg) for _s, channel, _m, msg in reader.iter_decoded_messages()]
+    assert len(decoded) == n2
+    assert {topic for topic, _ in decoded} == {"/mbpo/transitions"}
+    assert len(decoded[0][1].data) == len(log2["obs"][0]) * 2 + 6 + 5
+    np.testing.assert_allclose(decoded[-1][1].data[: len(log2["obs"][0])], log2["obs"][-1], atol=1e-6)
+
+    # episodes.csv: one row per episode, counters continue across the restart
+    with open(run_dir / "episodes.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 2
+    episodes = [int(r["episodes"]) for r in rows]
+    assert episodes == list(range(1, len(rows) + 1))
+    steps = [int(r["env_steps"]) for r in rows]
+    assert steps == sorted(steps) and steps[-1] <= n2
+    assert {"success", "final_distance_m", "episode_return", "achieved_utd", "model_loss", "wall_seconds"} <= set(rows[0])
