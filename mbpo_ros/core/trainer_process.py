@@ -21,6 +21,8 @@ Modes:
   model when due (every ``cfg.mbpo.model_train_freq`` real steps once ``init_random_steps`` are
   collected) and rolls it out, and runs SAC updates in chunks of ``chunk_updates`` while
   ``sac_updates < utd * (env_steps - init_random_steps)``, sending a new snapshot after each chunk.
+  When the learner cannot keep up, a retrain also waits for the ``utd * model_train_freq`` SAC
+  updates a synchronous loop does between two retrains, so model fitting never starves SAC.
   ``stats()["achieved_utd"]`` is the ratio it actually keeps up with.
 - lock-step (``lockstep=True``, deterministic tests and simulated time): per transition the child
   calls ``MBPO.add`` then ``MBPO.step()`` exactly as a synchronous loop would, then acknowledges the
@@ -174,6 +176,7 @@ class _Worker:
         self.snapshot_seq = 0
         self.last_snapshot_updates = -1
         self.last_stats_t = 0.0
+        self.updates_at_retrain: int | None = None  # sac_updates at this session's last retrain
         self.update_times: collections.deque = collections.deque(maxlen=64)  # (t, sac_updates)
 
     # ---------------------------------------------------------------- messages
@@ -349,24 +352,31 @@ class _Worker:
     def async_work(self) -> bool:
         """Do one bounded piece of training work; False when there is nothing due.
 
-        The same schedule as MBPO.step(), decoupled from the arrival of transitions: retrain and
-        roll out every model_train_freq env steps (first at init_random_steps), and SAC updates in
-        chunks until sac_updates reaches utd * (env_steps - init_random_steps).
+        MBPO.step()'s schedule, decoupled from the arrival of transitions: the ensemble is retrained
+        and rolled out every model_train_freq env steps (first at init_random_steps), and SAC updates
+        run in chunks until sac_updates reaches utd * (env_steps - init_random_steps). When the
+        learner cannot keep up, the next retrain also waits until SAC has done the utd *
+        model_train_freq updates that a synchronous loop does between two retrains (or has caught
+        up), so retraining cannot starve SAC: both lag in the synchronous ratio, and
+        stats()["achieved_utd"] says by how much.
         """
         m, c = self.mbpo, self.cfg.mbpo
         env_steps = int(m.env_steps)
         if env_steps < max(int(c.init_random_steps), 1):
             return False
+        deficit = int(c.utd) * (env_steps - int(c.init_random_steps)) - int(m.sac_updates)
         last = int(m.last_model_train_step)
         if last < 0 or env_steps - last >= int(c.model_train_freq):
-            if c.real_ratio < 1.0 and len(m.real_buffer) >= 2:
-                self.note_metrics(m.train_model())
-                self.note_metrics(m.rollout())
-            else:
-                m.last_model_train_step = env_steps  # as MBPO.step(): no model needed
-            self.send_stats(force=True)
-            return True
-        deficit = int(c.utd) * (env_steps - int(c.init_random_steps)) - int(m.sac_updates)
+            owed = int(c.utd) * int(c.model_train_freq)
+            if self.updates_at_retrain is None or deficit <= 0 or m.sac_updates - self.updates_at_retrain >= owed:
+                if c.real_ratio < 1.0 and len(m.real_buffer) >= 2:
+                    self.note_metrics(m.train_model())
+                    self.note_metrics(m.rollout())
+                else:
+                    m.last_model_train_step = env_steps  # as MBPO.step(): no model needed
+                self.updates_at_retrain = int(m.sac_updates)
+                self.send_stats(force=True)
+                return True
         if deficit <= 0:
             return False
         m.update(min(deficit, int(self.opts.chunk_updates)), sync=False)

@@ -1,0 +1,302 @@
+"""Control-loop timing while MBPO trains flat out on the same cores: child process vs thread.
+
+A control loop in this (parent) process wakes at absolute deadlines (time.sleep to the deadline),
+evaluates a PolicySnapshot for a Reach-sized observation (obs 21, act 6, SAC actor 2x256, NumPy)
+and submits one transition per tick to the trainer, as agent_node does. Beside it, one of:
+
+- idle:    nothing (the machine's own timer jitter),
+- process: TrainerProcess (the product: MBPO in a spawned child, nice +10, torch threads auto),
+- thread:  the same MBPO work in a thread of this process (the design we rejected).
+
+The trainer runs the reach preset's networks (ensemble 7x4x200, SAC 2x256) and is kept saturated:
+it starts with a backlog of random transitions so that SAC updates are always due, and retrains
+the ensemble every model_train_freq submitted transitions.
+
+Reported per mode and rate: achieved rate, period error (wake-up time minus deadline) p50/p99/max,
+missed deadlines (late by more than one period), policy inference latency p50/p99, and the
+trainer's SAC updates/s during the run (to show the trainer was not starved).
+
+    .venv/bin/python benchmarks/control_loop.py                  # all modes, 20/100/200 Hz, 8 s each
+    .venv/bin/python benchmarks/control_loop.py --modes process --rates 100 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import queue
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from mbpo_ros.core.config import preset
+from mbpo_ros.core.tasks import get_task
+from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions
+
+TASK = get_task("reach")
+OBS, ACT = TASK.obs_dim, TASK.act_dim
+
+
+def bench_cfg(backlog: int):
+    """preset("reach") networks; learning starts at once so that the backlog is all trainable."""
+    cfg = preset("reach")
+    return dataclasses.replace(
+        cfg,
+        device="cpu",
+        mbpo=dataclasses.replace(cfg.mbpo, init_random_steps=min(200, backlog), max_model_train_seconds=20.0),
+    )
+
+
+def random_transition(rng: np.random.Generator):
+    obs = rng.normal(size=OBS).astype(np.float32)
+    return (obs, rng.uniform(-1, 1, ACT).astype(np.float32), float(rng.normal()),
+            obs + 0.01 * rng.normal(size=OBS).astype(np.float32), False, False)
+
+
+# ----------------------------------------------------------------------------- trainers under test
+
+
+class ThreadTrainer:
+    """The rejected design: the MBPO loop of TrainerProcess's async mode, in a thread of this process."""
+
+    def __init__(self, cfg, torch_threads: int, chunk: int = 25):
+        import torch
+
+        from mbpo_ros.core.trainer import MBPO
+
+        torch.set_num_threads(torch_threads)
+        self.cfg, self.chunk = cfg, chunk
+        self.mbpo = MBPO(OBS, ACT, cfg, TASK)
+        self.q: queue.Queue = queue.Queue(maxsize=10000)
+        self.snapshot = self.mbpo.policy_snapshot()
+        self.stop = threading.Event()
+        self.updates_t: list[tuple[float, int]] = []
+        self.error = ""
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def submit(self, *tr) -> bool:
+        try:
+            self.q.put_nowait(tr)
+            return True
+        except queue.Full:
+            return False
+
+    def latest_snapshot(self):
+        return self.snapshot
+
+    def sac_updates(self) -> int:
+        return int(self.mbpo.sac_updates)
+
+    def _run(self):
+        m, c = self.mbpo, self.cfg.mbpo
+        trained_at = -1
+        try:
+            while not self.stop.is_set():
+                while True:
+                    try:
+                        obs, act, rew, nxt, term, _ = self.q.get_nowait()
+                    except queue.Empty:
+                        break
+                    m.add(obs, act, rew, nxt, term)
+                steps = int(m.env_steps)
+                if steps < c.init_random_steps:
+                    time.sleep(0.01)
+                    continue
+                if trained_at < 0 or steps - trained_at >= c.model_train_freq:
+                    trained_at = steps
+                    m.train_model()
+                    m.rollout()
+                    continue
+                due = int(c.utd * (steps - c.init_random_steps)) - int(m.sac_updates)
+                if due > 0:
+                    m.update(min(due, self.chunk))
+                    self.snapshot = m.policy_snapshot()
+                else:
+                    time.sleep(0.005)
+        except Exception as e:  # reported in the benchmark's output
+            self.error = f"{type(e).__name__}: {e}"
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+
+class ProcessTrainer:
+    """The product: TrainerProcess."""
+
+    def __init__(self, cfg, torch_threads: int, run_dir: str):
+        self.tp = TrainerProcess(OBS, ACT, cfg, "reach", run_dir, resume=False,
+                                 options=WorkerOptions(torch_threads=torch_threads))
+
+    def start(self):
+        self.tp.start()
+
+    def submit(self, *tr) -> bool:
+        return self.tp.submit(*tr)
+
+    def latest_snapshot(self):
+        return self.tp.latest_snapshot()
+
+    def sac_updates(self) -> int:
+        return int(self.tp.stats()["sac_updates"])
+
+    @property
+    def error(self) -> str:
+        return self.tp.stats()["error"]
+
+    def close(self):
+        self.tp.close(checkpoint=False, timeout=30)
+
+
+# ----------------------------------------------------------------------------- the control loop
+
+
+def control_loop(rate: float, seconds: float, trainer, snapshot, rng) -> dict:
+    """Absolute-deadline loop; returns period-error and inference-latency statistics (ms)."""
+    period = 1.0 / rate
+    n = int(round(rate * seconds))
+    errors = np.empty(n)
+    latency = np.empty(n)
+    missed = 0
+    transitions = [random_transition(rng) for _ in range(64)]
+    obs = transitions[0][0]
+    start = time.perf_counter()
+    deadline = start + period
+    for i in range(n):
+        delay = deadline - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        woke = time.perf_counter()
+        errors[i] = woke - deadline
+        snap = trainer.latest_snapshot() if trainer is not None else snapshot
+        t0 = time.perf_counter()
+        snap.act(obs, deterministic=False, rng=rng)
+        latency[i] = time.perf_counter() - t0
+        if trainer is not None:
+            trainer.submit(*transitions[i % len(transitions)])
+        deadline += period
+        late = woke - deadline
+        if late > 0:  # more than a whole period late: skip the missed ticks, keep the phase
+            skipped = int(late // period) + 1
+            missed += skipped
+            deadline += skipped * period
+    elapsed = time.perf_counter() - start
+    e, lat = errors * 1e3, latency * 1e3
+    return {
+        "rate_hz": rate,
+        "achieved_hz": n / elapsed,
+        "ticks": n,
+        "err_p50": float(np.percentile(e, 50)),
+        "err_p99": float(np.percentile(e, 99)),
+        "err_max": float(e.max()),
+        "missed": missed,
+        "inf_p50": float(np.percentile(lat, 50)),
+        "inf_p99": float(np.percentile(lat, 99)),
+    }
+
+
+def run_mode(mode: str, rates, seconds: float, torch_threads: int, backlog: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    cfg = bench_cfg(backlog)
+    trainer = None
+    snapshot = None
+    tmp = tempfile.TemporaryDirectory(prefix="control_loop_bench_")
+    try:
+        if mode == "idle":
+            from mbpo_ros.core.trainer import MBPO
+
+            snapshot = MBPO(OBS, ACT, cfg, TASK).policy_snapshot()
+        elif mode == "process":
+            trainer = ProcessTrainer(cfg, torch_threads, tmp.name)
+        elif mode == "thread":
+            trainer = ThreadTrainer(cfg, torch_threads)
+        else:
+            raise ValueError(f"unknown mode {mode!r}; use idle, process or thread")
+        if trainer is not None:
+            trainer.start()
+            for _ in range(backlog):
+                trainer.submit(*random_transition(rng))
+            # let the first ensemble fit start so every measured rate sees steady training
+            deadline = time.monotonic() + 120
+            while trainer.sac_updates() == 0 and time.monotonic() < deadline and not trainer.error:
+                time.sleep(0.2)
+        rows = []
+        for rate in rates:
+            u0, t0 = (trainer.sac_updates() if trainer else 0), time.monotonic()
+            row = control_loop(rate, seconds, trainer, snapshot, rng)
+            dt = time.monotonic() - t0
+            row["updates_per_s"] = ((trainer.sac_updates() - u0) / dt) if trainer else math.nan
+            row["mode"] = mode
+            row["load1"] = os.getloadavg()[0]
+            if trainer is not None and trainer.error:
+                row["error"] = trainer.error
+            rows.append(row)
+            print(format_row(row), flush=True)
+        return rows
+    finally:
+        if trainer is not None:
+            trainer.close()
+        tmp.cleanup()
+
+
+HEADER = (
+    f"{'mode':8s} {'rate':>5s} {'achieved':>9s} {'err p50':>8s} {'err p99':>8s} {'err max':>8s} "
+    f"{'missed':>6s} {'inf p50':>8s} {'inf p99':>8s} {'SAC upd/s':>9s} {'load':>5s}"
+)
+
+
+def format_row(r: dict) -> str:
+    s = (
+        f"{r['mode']:8s} {r['rate_hz']:5.0f} {r['achieved_hz']:8.1f}  {r['err_p50']:7.2f}  {r['err_p99']:7.2f}  "
+        f"{r['err_max']:7.2f}  {r['missed']:6d}  {r['inf_p50']:7.3f}  {r['inf_p99']:7.3f}  {r['updates_per_s']:8.1f}  {r['load1']:4.1f}"
+    )
+    return s + (f"   ERROR: {r['error']}" if r.get("error") else "")
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
+    except (OSError, subprocess.SubprocessError):
+        name = platform.processor() or "?"
+    return f"{name}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--modes", nargs="+", default=["idle", "process", "thread"], choices=["idle", "process", "thread"])
+    p.add_argument("--rates", nargs="+", type=float, default=[20.0, 100.0, 200.0], help="control rates (Hz)")
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per rate")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch threads of the trainer (0 = TrainerProcess's automatic choice: cores - 1)")
+    p.add_argument("--backlog", type=int, default=2000, help="random transitions queued before measuring")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    threads = args.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+    import torch
+
+    print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
+    print(f"machine: {machine()}, torch {torch.__version__}, trainer torch threads {threads}")
+    print("period error = wake-up time - deadline (ms); inference = PolicySnapshot.act, one observation (ms);")
+    print("load = 1-min load average at the end of the row (other users of the machine make it noisy)")
+    print(HEADER, flush=True)
+    t0 = time.monotonic()
+    for mode in args.modes:
+        run_mode(mode, args.rates, args.seconds, threads, args.backlog, args.seed)
+    print(f"total {time.monotonic() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
