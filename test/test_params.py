@@ -50,6 +50,21 @@ def test_yaml_values_have_the_fields_types_and_ranges():
     assert settings.node.joint_names == got["joint_names"]
 
 
+def test_yaml_reward_matches_the_trainers_reach_task():
+    """The trainer process's model rollouts use ReachTask() with its defaults: the node's reward
+    (from reach.* in config/mbpo.yaml) must be the same function, or the model and the real data
+    disagree. Regenerate the file when ReachConfig's defaults change."""
+    from mbpo_ros.nodes.agent_node import REWARD_FIELDS
+
+    got = _yaml_params()
+    default = ReachConfig()
+    for name in REWARD_FIELDS:
+        assert got[f"reach.{name}"] == getattr(default, name), (
+            f"config/mbpo.yaml reach.{name} = {got[f'reach.{name}']} but ReachConfig().{name} = "
+            f"{getattr(default, name)}: regenerate with `python -m mbpo_ros.nodes.params > config/mbpo.yaml`"
+        )
+
+
 def test_defaults_are_the_reach_preset():
     flat = {s.name: s.default for s in all_specs() if s.group == "core"}
     cfg = preset("reach")
