@@ -29,6 +29,7 @@ import os
 import platform
 import queue
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -250,6 +251,115 @@ def run_mode(mode: str, rates, seconds: float, torch_threads: int, backlog: int,
         tmp.cleanup()
 
 
+# ----------------------------------------------------------------------------- the real agent_node
+
+
+def _diagnostics_listener(domain_id: int):
+    """An rclpy node on `domain_id` keeping the latest /diagnostics values per status name."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    node = rclpy.create_node("control_loop_bench", context=ctx)
+    latest: dict[str, dict[str, str]] = {}
+
+    def on_diag(msg):
+        for st in msg.status:
+            latest[st.name] = {kv.key: kv.value for kv in st.values}
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set() and ctx.ok():
+            ex.spin_once(timeout_sec=0.1)
+
+    th = threading.Thread(target=spin, daemon=True)
+    th.start()
+
+    def close():
+        stop.set()
+        th.join(timeout=5)
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+
+    return latest, close
+
+
+def _status(latest: dict, suffix: str) -> dict[str, str]:
+    return next((v for k, v in latest.items() if k.endswith(suffix)), {})
+
+
+def _num(d: dict, key: str) -> float:
+    try:
+        return float(d.get(key, "nan"))
+    except ValueError:
+        return math.nan
+
+
+def run_agent_node(rates, seconds: float) -> list[dict]:
+    """twin_node + agent_node (train mode, wall clock) as subprocesses; loop figures from /diagnostics.
+
+    The agent measures |period - target| over its last 2000 periods (not lateness to a deadline).
+    Measured after training has started (sac_updates > 0) and `seconds` more.
+    """
+    from domain_coordinator import domain_id
+
+    from mbpo_ros.graph import TrainArgs, command_line, train_graph
+
+    rows = []
+    for rate in rates:
+        with domain_id() as did, tempfile.TemporaryDirectory(prefix="control_loop_agent_") as tmp:
+            specs = train_graph(TrainArgs(control_rate=rate, use_sim_time=False, real_time_factor=1.0,
+                                          lockstep=False, run_dir=tmp, seed=0))
+            overrides = {"agent_node": {"mbpo.init_random_steps": 200}}
+            specs = [dataclasses.replace(sp, parameters={**sp.parameters, **overrides.get(sp.name, {})})
+                     for sp in specs]
+            env = dict(os.environ, ROS_DOMAIN_ID=str(did), AMENT_PREFIX_PATH=sys.prefix)
+            logs = [open(os.path.join(tmp, f"{sp.name}.log"), "w") for sp in specs]  # noqa: SIM115
+            procs = [subprocess.Popen(command_line(sp), env=env, stdout=log, stderr=subprocess.STDOUT)
+                     for sp, log in zip(specs, logs)]
+            latest, close_listener = _diagnostics_listener(did)
+            try:
+                deadline = time.monotonic() + 180
+                while not _num(_status(latest, "learner"), "sac_updates") > 0:  # nan until it reports
+                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                        raise RuntimeError(f"agent_node did not start training at {rate} Hz; logs in {tmp}")
+                    time.sleep(0.5)
+                u0, t0 = _num(_status(latest, "learner"), "sac_updates"), time.monotonic()
+                time.sleep(seconds)
+                loop, learner = _status(latest, "control loop"), _status(latest, "learner")
+                rows.append({
+                    "mode": "agent", "rate_hz": rate, "achieved_hz": _num(loop, "rate_hz"),
+                    "ticks": int(_num(loop, "ticks")), "err_p50": _num(loop, "period_err_p50_ms"),
+                    "err_p99": _num(loop, "period_err_p99_ms"), "err_max": _num(loop, "period_err_max_ms"),
+                    "missed": -1, "inf_p50": math.nan, "inf_p99": math.nan,
+                    "updates_per_s": (_num(learner, "sac_updates") - u0) / (time.monotonic() - t0),
+                    "load1": os.getloadavg()[0],
+                })
+                print(format_row(rows[-1]), flush=True)
+                if os.environ.get("CONTROL_LOOP_BENCH_DEBUG"):
+                    print(latest, flush=True)
+            finally:
+                close_listener()
+                for p in reversed(procs):
+                    p.send_signal(signal.SIGINT)
+                for p in reversed(procs):
+                    try:
+                        p.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+                for log in logs:
+                    log.close()
+    return rows
+
+
 HEADER = (
     f"{'mode':8s} {'rate':>5s} {'achieved':>9s} {'err p50':>8s} {'err p99':>8s} {'err max':>8s} "
     f"{'missed':>6s} {'inf p50':>8s} {'inf p99':>8s} {'SAC upd/s':>9s} {'load':>5s}"
@@ -259,7 +369,7 @@ HEADER = (
 def format_row(r: dict) -> str:
     s = (
         f"{r['mode']:8s} {r['rate_hz']:5.0f} {r['achieved_hz']:8.1f}  {r['err_p50']:7.2f}  {r['err_p99']:7.2f}  "
-        f"{r['err_max']:7.2f}  {r['missed']:6d}  {r['inf_p50']:7.3f}  {r['inf_p99']:7.3f}  {r['updates_per_s']:8.1f}  {r['load1']:4.1f}"
+        f"{r['err_max']:7.2f}  {r['missed'] if r['missed'] >= 0 else '-':>6}  {r['inf_p50']:7.3f}  {r['inf_p99']:7.3f}  {r['updates_per_s']:8.1f}  {r['load1']:4.1f}"
     )
     return s + (f"   ERROR: {r['error']}" if r.get("error") else "")
 
@@ -282,6 +392,9 @@ def main(argv=None) -> int:
                    help="torch threads of the trainer (0 = TrainerProcess's automatic choice: cores - 1)")
     p.add_argument("--backlog", type=int, default=2000, help="random transitions queued before measuring")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agent-node", action="store_true",
+                   help="instead: run twin_node + agent_node (train mode) and read the agent's loop timing "
+                        "from /diagnostics (give --seconds >= 2000 periods, e.g. 25 at 100 Hz)")
     args = p.parse_args(argv)
     threads = args.torch_threads or max(1, (os.cpu_count() or 1) - 1)
     import torch
@@ -292,6 +405,11 @@ def main(argv=None) -> int:
     print("load = 1-min load average at the end of the row (other users of the machine make it noisy)")
     print(HEADER, flush=True)
     t0 = time.monotonic()
+    if args.agent_node:
+        print("agent: period error = |period - 1/rate| over the agent's last 2000 periods (agent_node diagnostics)")
+        run_agent_node(args.rates, args.seconds)
+        print(f"total {time.monotonic() - t0:.0f} s")
+        return 0
     for mode in args.modes:
         run_mode(mode, args.rates, args.seconds, threads, args.backlog, args.seed)
     print(f"total {time.monotonic() - t0:.0f} s")

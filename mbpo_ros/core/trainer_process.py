@@ -595,7 +595,7 @@ class TrainerProcess:
             )
         if act.shape[0] != self.act_dim:
             raise ValueError(f"action has {act.shape[0]} values, the trainer expects {self.act_dim}")
-        if self._tq is None or self._closed:
+        if self._tq is None or self._closed or self._error:  # nobody will take it: count, never block
             self._dropped += 1
             return False
         try:
@@ -698,55 +698,62 @@ class TrainerProcess:
     def _receive_loop(self) -> None:
         conn = self._ev_conn
         try:
-            while True:
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    break
-                kind = msg[0]
-                if kind == "snapshot":
-                    _, seq, env_steps, arrays, stats = msg
-                    self._install_snapshot(seq, arrays)
-                    with self._cond:
-                        self._child_stats.update(stats)
-                        self._cond.notify_all()
-                elif kind == "ack":
-                    _, env_steps, snap, stats = msg
-                    if snap is not None:
-                        self._install_snapshot(*snap)
-                    with self._cond:
-                        self._acked_env_steps = max(self._acked_env_steps, env_steps)
-                        if stats:
-                            self._child_stats.update(stats)
-                        self._cond.notify_all()
-                elif kind == "stats":
-                    with self._cond:
-                        self._child_stats.update(msg[1])
-                elif kind == "ready":
-                    with self._cond:
-                        self._child_stats.update(msg[2])
-                        self._acked_env_steps = int(msg[1]["env_steps"])
-                        self._ready = True
-                        self._cond.notify_all()
-                elif kind == "checkpoint":
-                    _, req_id, path, err, stats = msg
-                    with self._cond:
-                        self._child_stats.update(stats)
-                        if path:
-                            self._last_checkpoint = path
-                        self._ckpt_replies[req_id] = (path, err)
-                        self._cond.notify_all()
-                elif kind == "closed":
-                    with self._cond:
-                        self._close_reply = msg[1:]
-                        self._cond.notify_all()
-                elif kind == "error":
-                    with self._cond:
-                        self._error = msg[1]
-                        self._cond.notify_all()
+            self._receive(conn)
+        except Exception as e:  # a malformed message or snapshot: say so instead of dying silently
+            with self._cond:
+                self._error = self._error or f"receiver thread failed: {type(e).__name__}: {e}"
         finally:
             conn.close()
             with self._cond:
                 if not self._closed and not self._error:
                     self._error = "the trainer process exited unexpectedly"
                 self._cond.notify_all()
+
+    def _receive(self, conn: Any) -> None:
+        """Handle the child's messages until it closes its end of the event pipe."""
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                break
+            kind = msg[0]
+            if kind == "snapshot":
+                _, seq, env_steps, arrays, stats = msg
+                self._install_snapshot(seq, arrays)
+                with self._cond:
+                    self._child_stats.update(stats)
+                    self._cond.notify_all()
+            elif kind == "ack":
+                _, env_steps, snap, stats = msg
+                if snap is not None:
+                    self._install_snapshot(*snap)
+                with self._cond:
+                    self._acked_env_steps = max(self._acked_env_steps, env_steps)
+                    if stats:
+                        self._child_stats.update(stats)
+                    self._cond.notify_all()
+            elif kind == "stats":
+                with self._cond:
+                    self._child_stats.update(msg[1])
+            elif kind == "ready":
+                with self._cond:
+                    self._child_stats.update(msg[2])
+                    self._acked_env_steps = int(msg[1]["env_steps"])
+                    self._ready = True
+                    self._cond.notify_all()
+            elif kind == "checkpoint":
+                _, req_id, path, err, stats = msg
+                with self._cond:
+                    self._child_stats.update(stats)
+                    if path:
+                        self._last_checkpoint = path
+                    self._ckpt_replies[req_id] = (path, err)
+                    self._cond.notify_all()
+            elif kind == "closed":
+                with self._cond:
+                    self._close_reply = msg[1:]
+                    self._cond.notify_all()
+            elif kind == "error":
+                with self._cond:
+                    self._error = msg[1]
+                    self._cond.notify_all()
