@@ -7,6 +7,7 @@ The learner (TrainerProcess, a child process) is real; learning itself is kept o
 from __future__ import annotations
 
 import csv
+import signal
 import time
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, 
     st = robot.wait_for_status("agent_node: learner", lambda s: int(values(s)["env_steps"]) > n1 + 20,
                                timeout=90, since=t_start)
     assert st is not None, agent2.output()
-    assert agent2.stop() == 0, agent2.output()
+    assert agent2.stop(sig=signal.SIGTERM) == 0, agent2.output()  # SIGTERM: same orderly shutdown
     n2, size2, tensors = _checkpoint_counts(run_dir)
     log2 = read_transitions(run_dir)
     assert n2 > n1 + 20
@@ -114,3 +115,18 @@ def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, 
     steps = [int(r["env_steps"]) for r in rows]
     assert steps == sorted(steps) and steps[-1] <= n2
     assert {"success", "final_distance_m", "episode_return", "achieved_utd", "model_loss", "wall_seconds"} <= set(rows[0])
+
+    # deploy mode: the checkpoint's deterministic policy, no learning, nothing logged
+    t_start = time.monotonic()
+    agent3 = start_agent(mode="deploy", checkpoint=str(run_dir / "checkpoint"))
+    assert robot.wait_for_commands(60, timeout=60, since=t_start), agent3.output()
+    time.sleep(1.0)
+    t = time.monotonic()
+    time.sleep(1.0)
+    cmds = np.array([c for _, c in robot.commands_since(t)])
+    assert len(cmds) > 20
+    np.testing.assert_allclose(cmds, np.broadcast_to(cmds[0], cmds.shape), atol=1e-9)  # same obs, same action
+    st = robot.wait_for_status("agent_node: learner", lambda s: values(s)["mode"] == "deploy", since=t_start)
+    assert st is not None and int(values(st)["env_steps"]) == 0
+    assert agent3.stop() == 0, agent3.output()
+    assert len(read_transitions(run_dir)["obs"]) == n2

@@ -452,7 +452,8 @@ class AgentNode(Node):
             if st.stamp_ns <= self.prev[2]:
                 self._publish(self.last_cmd)  # no new state since the last command: hold it
                 return
-            if self._record(self.prev[0], self.prev[1], obs, st.stamp_ns):
+            # deploy: no learning, no episodes (the policy runs until stopped; goals come from outside)
+            if self.p.mode != "deploy" and self._record(self.prev[0], self.prev[1], obs, st.stamp_ns):
                 return  # the episode ended
         self._command(obs, st)
 
