@@ -172,3 +172,26 @@ def test_bad_parameter_fails_at_startup(tmp_path, ros_domain, override, expected
     assert out.returncode == 2, out.stdout + out.stderr
     for word in expected:
         assert word in out.stderr, out.stderr
+
+
+def test_real_arm_drives_home_between_episodes(robot, start_agent):
+    """reset_service '' (a real arm): after each episode the agent drives back to reach.home_pose."""
+    from mbpo_ros.core.reach import ReachConfig
+
+    home = np.array(ReachConfig().home_pose)
+    robot.integrate = True
+    agent = start_agent(**{"reach.episode_seconds": 0.4, "reset_timeout": 5.0, "home_tolerance": 0.03})
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(10, timeout=30), agent.output()
+    time.sleep(6.0)
+    hist = np.array([q for _, q in robot.q_history])
+    err = np.max(np.abs(hist - home), axis=1)
+    assert err[0] > 0.5
+    at_home = err < 0.04
+    assert at_home.any(), f"closest to home: {err.min():.3f} rad"
+    # after reaching home the next episode starts and random actions move the arm away again
+    first = int(np.argmax(at_home))
+    assert err[first:].max() > 0.06
+    cmds = np.array([c for _, c in robot.commands_since(0.0)])
+    assert np.all(np.abs(cmds) <= np.array(VEL_LIMITS) + 1e-9)
+    assert np.max(np.abs(np.diff(cmds, axis=0))) <= 0.2 + 1e-9

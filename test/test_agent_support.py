@@ -105,7 +105,9 @@ class FakeRobot:
         self._pub_stop = threading.Event()
         self.q = np.linspace(0.1, 0.6, len(self.joints))
         self.shuffle = False
+        self.integrate = False  # True: q follows the velocity commands (a kinematic arm)
         self.published = 0
+        self.q_history: list[tuple[float, np.ndarray]] = []
 
     def _on_cmd(self, msg) -> None:
         with self.lock:
@@ -149,6 +151,11 @@ class FakeRobot:
             period = 1.0 / rate_hz
             nxt = time.monotonic()
             while not self._pub_stop.is_set():
+                if self.integrate:
+                    with self.lock:
+                        v = self.commands[-1][1] if self.commands else np.zeros(len(self.joints))
+                    self.q = self.q + v * period
+                    self.q_history.append((time.monotonic(), self.q.copy()))
                 if self.shuffle:
                     perm = rng.permutation(len(self.joints))
                     self.publish_state(q=self.q[perm], names=[self.joints[i] for i in perm])
