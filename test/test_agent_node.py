@@ -195,3 +195,52 @@ def test_real_arm_drives_home_between_episodes(robot, start_agent):
     cmds = np.array([c for _, c in robot.commands_since(0.0)])
     assert np.all(np.abs(cmds) <= np.array(VEL_LIMITS) + 1e-9)
     assert np.max(np.abs(np.diff(cmds, axis=0))) <= 0.2 + 1e-9
+
+
+def test_joint_trajectory_commands(robot, start_agent):
+    """command_type trajectory: one JointTrajectory point per step, named joints, limits applied."""
+    agent = start_agent(command_type="trajectory")
+    robot.start_publishing(100.0)
+    deadline = time.monotonic() + 30
+    while len(robot.trajectories) < 50 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(robot.trajectories) >= 50, agent.output()
+    assert not robot.commands, "no Float64MultiArray commands when the trajectory interface is chosen"
+    for _, msg in robot.trajectories[-20:]:
+        assert list(msg.joint_names) == JOINTS
+        assert len(msg.points) == 1
+        pt = msg.points[0]
+        v = np.array(pt.velocities)
+        assert v.shape == (6,) and np.all(np.abs(v) <= np.array(VEL_LIMITS) + 1e-9)
+        np.testing.assert_allclose(np.array(pt.positions), robot.q + v * 0.02, atol=1e-9)
+        assert pt.time_from_start.nanosec == 20_000_000
+
+
+def test_live_parameter_changes(robot, start_agent):
+    """Safe live changes apply at once; read-only and out-of-range ones are refused with a reason."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    def set_param(name, **value):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(**value))])
+        return robot.call(SetParameters, "/agent_node/set_parameters", req).results[0]
+
+    agent = start_agent(stale_action="zero")
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(10, timeout=30), agent.output()
+    res = set_param("sac.lr", type=ParameterType.PARAMETER_DOUBLE, double_value=0.1)
+    assert not res.successful and "read-only" in res.reason
+    res = set_param("state_timeout", type=ParameterType.PARAMETER_DOUBLE, double_value=-1.0)
+    assert not res.successful
+    res = set_param("stale_action", type=ParameterType.PARAMETER_STRING, string_value="hold")
+    assert res.successful, res.reason
+    res = set_param("max_velocity_step", type=ParameterType.PARAMETER_DOUBLE, double_value=0.01)
+    assert res.successful, res.reason
+    t = time.monotonic()
+    time.sleep(1.0)
+    arr = np.array([c for _, c in robot.commands_since(t + 0.1)])
+    assert np.max(np.abs(np.diff(arr, axis=0))) <= 0.01 + 1e-9  # the new rate limit is in force
+    t_last = robot.stop_publishing()
+    time.sleep(1.5)
+    held = np.array([c for _, c in robot.commands_since(t_last + 0.8)])
+    assert len(held) > 10 and np.all(held == held[0])  # stale -> hold (the live value), not zero

@@ -97,6 +97,11 @@ class FakeRobot:
         self.diagnostics: list[tuple[float, object]] = []
         self.node.create_subscription(Float64MultiArray, "/arm_controller/commands", self._on_cmd, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        from trajectory_msgs.msg import JointTrajectory
+
+        self.trajectories: list[tuple[float, object]] = []
+        self.node.create_subscription(JointTrajectory, "/arm_controller/joint_trajectory",
+                                      lambda m: self.trajectories.append((time.monotonic(), m)), 100)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
