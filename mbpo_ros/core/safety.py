@@ -403,6 +403,7 @@ class PeriodStats:
     def __init__(self, target_period: float, window: int = 2000) -> None:
         self.target_period = float(target_period)
         self._periods: deque[float] = deque(maxlen=int(window))
+        self._work: deque[float] = deque(maxlen=int(window))
         self._last: float | None = None
         self._lock = threading.Lock()
         self.ticks = 0
@@ -414,16 +415,26 @@ class PeriodStats:
             self._last = t
             self.ticks += 1
 
+    def work(self, seconds: float) -> None:
+        """Time one iteration spent computing (not sleeping)."""
+        with self._lock:
+            self._work.append(seconds)
+
     def summary(self) -> dict[str, float]:
-        """{rate_hz, period_mean_ms, jitter_ms (std), err_p50_ms, err_p99_ms, err_max_ms, n}."""
+        """{rate_hz, period_mean_ms, jitter_ms (std), err_p50_ms, err_p99_ms, err_max_ms, n,
+        work_p50_ms, work_p99_ms, work_max_ms} (err: |period - target|; work: compute time per step)."""
         with self._lock:
             p = np.array(self._periods, dtype=np.float64)
+            w = np.array(self._work, dtype=np.float64) * 1e3
+        work = {"work_p50_ms": float(np.percentile(w, 50)) if w.size else 0.0,
+                "work_p99_ms": float(np.percentile(w, 99)) if w.size else 0.0,
+                "work_max_ms": float(w.max()) if w.size else 0.0}
         if p.size == 0:
             return {"rate_hz": 0.0, "period_mean_ms": 0.0, "jitter_ms": 0.0,
-                    "err_p50_ms": 0.0, "err_p99_ms": 0.0, "err_max_ms": 0.0, "n": 0}
+                    "err_p50_ms": 0.0, "err_p99_ms": 0.0, "err_max_ms": 0.0, "n": 0, **work}
         err = np.abs(p - self.target_period) * 1e3
         mean = float(p.mean())
-        return {
+        return {**work,
             "rate_hz": 1.0 / mean if mean > 0 else 0.0,
             "period_mean_ms": mean * 1e3,
             "jitter_ms": float(p.std() * 1e3),

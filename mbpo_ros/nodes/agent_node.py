@@ -357,8 +357,10 @@ class AgentNode(Node):
     def _wall_clock_loop(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
-            self.loop_stats.tick(time.monotonic())
+            t0 = time.monotonic()
+            self.loop_stats.tick(t0)
             self._step()
+            self.loop_stats.work(time.monotonic() - t0)
             next_t += self.period
             delay = next_t - time.monotonic()
             if delay > 0:
@@ -673,6 +675,8 @@ class AgentNode(Node):
             "period_mean_ms": f"{loop['period_mean_ms']:.3f}", "jitter_ms": f"{loop['jitter_ms']:.3f}",
             "period_err_p50_ms": f"{loop['err_p50_ms']:.3f}", "period_err_p99_ms": f"{loop['err_p99_ms']:.3f}",
             "period_err_max_ms": f"{loop['err_max_ms']:.3f}", "ticks": self.loop_stats.ticks,
+            "step_p50_ms": f"{loop['work_p50_ms']:.3f}", "step_p99_ms": f"{loop['work_p99_ms']:.3f}",
+            "step_max_ms": f"{loop['work_max_ms']:.3f}",
             "lockstep": self.p.lockstep, "phase": self.phase}))
         if self.estop.engaged:
             lvl, msg = DiagnosticStatus.ERROR, f"e-stop engaged: command {self.p.estop_action}"
@@ -752,6 +756,8 @@ def load_policy(checkpoint: str):
 
 def main(args: list[str] | None = None) -> int:
     """Run agent_node until SIGINT/SIGTERM; final stop command and checkpoint; exit 0 (2 on bad parameters)."""
+    # the control thread needs the GIL promptly when its deadline comes (default interval: 5 ms)
+    sys.setswitchinterval(0.001)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
 
