@@ -49,11 +49,12 @@ def test_reward_and_success_match_hand_computed_values():
     assert task.reward(obs, np.zeros(6), inside) == pytest.approx(-2.0 * 0.02 + 0.5, abs=1e-6)
     # Just outside the threshold.
     assert not task.success(_obs(task, [0.0, 0.0, 0.0], [0.0, 0.0301, 0.0]))
-    # Default config: plain negative distance, small action penalty, no bonus.
+    # Default config: weighted negative distance, small action penalty, no bonus.
     default = ReachTask()
     assert default.cfg.success_threshold == 0.03
     r = default.reward(obs, act, nxt)
-    assert r == pytest.approx(-0.05 - default.cfg.action_penalty * 2.25 / 6, abs=1e-6)
+    w = default.cfg.distance_weight
+    assert r == pytest.approx(-w * 0.05 - default.cfg.action_penalty * 2.25 / 6, abs=1e-6)
 
 
 def test_batch_functions_agree_for_numpy_and_torch():

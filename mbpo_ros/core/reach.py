@@ -64,7 +64,11 @@ class ReachConfig:
         1.5, "joint velocity commanded by an action of magnitude 1 [rad/s]", lo=0.01, hi=10.0
     )
     distance_weight: float = _param(
-        1.0, "weight of the end-effector-to-goal distance (metres) in the reward", lo=0.0, hi=1000.0
+        5.0,
+        "weight of the end-effector-to-goal distance (metres) in the reward (5: SAC learns Reach about "
+        "twice as fast as with 1, see test_sim_sac_baseline.py)",
+        lo=0.0,
+        hi=1000.0,
     )
     action_penalty: float = _param(
         0.02, "weight of the mean squared action (a in [-1, 1]) subtracted from the reward", lo=0.0, hi=100.0
