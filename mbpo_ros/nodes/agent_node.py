@@ -182,6 +182,7 @@ class AgentNode(Node):
         self.prev: tuple[np.ndarray, np.ndarray, int] | None = None  # (obs, applied action, state stamp)
         self.last_cmd_stamp = -1
         self.episode_end_stamp = -1
+        self.settle_until = -math.inf
         self.reset_future = None
         self.reset_deadline = 0.0
         self.last_cmd = np.zeros(self.limits.n)
@@ -449,6 +450,9 @@ class AgentNode(Node):
         if self.phase == "home":
             self._drive_home(st)
             return
+        if now < self.settle_until:  # just after a reset: let states from before it drain
+            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
+            return
         obs = self.task.observe(st.q, st.qd, ee.value, goal.value)
         if self.prev is not None:
             if st.stamp_ns <= self.prev[2]:
@@ -486,8 +490,10 @@ class AgentNode(Node):
         p = self.p
         if self.trainer is not None:
             if p.lockstep and not self.trainer.wait_until_trained(self.env_steps, p.lockstep_train_timeout):
-                self.get_logger().warning(f"trainer not done with step {self.env_steps} within "
-                                          f"{p.lockstep_train_timeout} s; going on")
+                self.get_logger().warning(
+                    f"trainer not done with step {self.env_steps} within {p.lockstep_train_timeout} s "
+                    f"({self.trainer.stats().get('error') or 'still busy'}); going on with the last policy",
+                    throttle_duration_sec=10.0)
             snapshot = self.trainer.latest_snapshot()
             if snapshot is not None:
                 self.policy = snapshot
@@ -572,6 +578,8 @@ class AgentNode(Node):
         # lock-step: the twin publishes a fresh state after a reset; the new episode starts from a
         # state newer than the episode's last one, without commanding in between
         self.last_cmd_stamp = self.episode_end_stamp if self.p.lockstep else -1
+        if not self.p.lockstep:  # wall clock: states sent before the reset may still be in flight
+            self.settle_until = self._now() + 2.0 * self.period
         self.shaper.reset(np.zeros(self.limits.n) if self.p.command_interface == "velocity" else None)
 
     def _drive_home(self, st: ArmState) -> None:
