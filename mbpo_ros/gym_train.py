@@ -1,0 +1,276 @@
+"""`mbpo-ros gym`: MBPO on a Gymnasium MuJoCo task (the paper's benchmarks), with exact resume.
+
+    mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0
+    mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0 --resume
+
+Writes into --out: ``metrics.csv`` (one row per evaluation: env_steps, eval_return, wall_seconds,
+...), TensorBoard scalars under ``tb/``, ``learning_curve.png`` and ``checkpoint/`` (rewritten
+atomically after every evaluation). The checkpoint holds the whole learner (see MBPO.state) and
+the training environment's exact state (MuJoCo integration state, its RNG, the episode so far), so
+a run stopped and resumed continues as if never stopped.
+
+Evaluation: every ``epoch_length`` env steps after the initial random steps (and at the end),
+``eval_episodes`` episodes of the deterministic policy on a separate environment, seeded from the
+run's seed and the evaluation number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="Hopper-v5", help="Gymnasium task id (default Hopper-v5)")
+    parser.add_argument("--steps", type=int, default=125_000, help="total env steps of the run (default 125000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/<env>-s<seed>)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint if it exists")
+    parser.add_argument("--device", default=None, help="torch device: auto, cpu, cuda (default: the preset's, auto)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default: preset)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field by dotted name, VALUE in JSON (e.g. --set mbpo.utd=10); repeatable",
+    )
+    parser.add_argument(
+        "--target-return", type=float, default=None, help="stop once an evaluation's mean return reaches this"
+    )
+    parser.add_argument("--no-tensorboard", action="store_true", help="write metrics.csv only")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _build_config(args):
+    from mbpo_ros.core.config import flatten, preset, unflatten, validate
+
+    cfg = preset(args.env)
+    known = flatten(cfg)
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. mbpo.utd=10")
+        key, raw = item.split("=", 1)
+        if key not in known:
+            raise ValueError(f"--set {key}: unknown config field; known fields: {', '.join(sorted(known))}")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    cfg = unflatten(overrides, cfg)
+    cfg.seed = args.seed
+    if args.device is not None:
+        cfg.device = args.device
+    if args.threads is not None:
+        cfg.threads = args.threads
+    if args.eval_episodes is not None:
+        cfg.mbpo.eval_episodes = args.eval_episodes
+    return validate(cfg)
+
+
+class GymEnv:
+    """A Gymnasium MuJoCo env with actions in [-1, 1], our own time limit and a saveable exact state."""
+
+    def __init__(self, env_id: str):
+        import gymnasium as gym
+
+        made = gym.make(env_id)
+        self.max_steps = int(made.spec.max_episode_steps or 1000)
+        self.env = made.unwrapped
+        space = self.env.action_space
+        self.low = np.asarray(space.low, dtype=np.float64)
+        self.high = np.asarray(space.high, dtype=np.float64)
+        self.obs_dim = int(self.env.observation_space.shape[0])
+        self.act_dim = int(space.shape[0])
+        self.obs: np.ndarray | None = None
+        self.ep_len = 0
+        self.ep_return = 0.0
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        self.obs, _ = self.env.reset(seed=seed)
+        self.ep_len, self.ep_return = 0, 0.0
+        return self.obs
+
+    def step(self, action: np.ndarray):
+        """action in [-1, 1]^act_dim -> (next_obs, reward, terminated, truncated)."""
+        scaled = self.low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
+        obs, rew, term, _, _ = self.env.step(scaled)
+        self.ep_len += 1
+        self.ep_return += float(rew)
+        self.obs = obs
+        return obs, float(rew), bool(term), self.ep_len >= self.max_steps
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        import mujoco
+
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        st = np.empty(mujoco.mj_stateSize(self.env.model, spec), dtype=np.float64)
+        mujoco.mj_getState(self.env.model, self.env.data, st, spec)
+        arrays = {"env/mj_state": st, "env/obs": np.asarray(self.obs, dtype=np.float64)}
+        meta = {"np_random": self.env.np_random.bit_generator.state, "ep_len": self.ep_len, "ep_return": self.ep_return}
+        return arrays, meta
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        import mujoco
+
+        self.env.reset()  # lets the wrappers-free env initialise its internals
+        mujoco.mj_setState(self.env.model, self.env.data, arrays["env/mj_state"], mujoco.mjtState.mjSTATE_INTEGRATION)
+        self.env.np_random.bit_generator.state = meta["np_random"]
+        self.obs = np.asarray(arrays["env/obs"])
+        self.ep_len, self.ep_return = int(meta["ep_len"]), float(meta["ep_return"])
+
+
+def evaluate(policy, env: GymEnv, episodes: int, seed: int) -> tuple[float, float]:
+    """Mean and std of the deterministic policy's return over ``episodes`` seeded episodes."""
+    returns = []
+    for i in range(episodes):
+        obs = env.reset(seed=seed + i)
+        while True:
+            obs, _, term, trunc = env.step(policy.act(obs, deterministic=True))
+            if term or trunc:
+                break
+        returns.append(env.ep_return)
+    return float(np.mean(returns)), float(np.std(returns))
+
+
+def train(args) -> dict:
+    """The training loop; returns a summary dict (also used by tests)."""
+
+    from mbpo_ros.core.tasks import get_task
+    from mbpo_ros.core.trainer import MBPO
+    from mbpo_ros.io.checkpoint import is_checkpoint, load_checkpoint
+    from mbpo_ros.io.metrics import MetricsLogger, Progress
+
+    out = Path(args.out) if args.out is not None else Path("runs") / f"{args.env}-s{args.seed}"
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / CHECKPOINT_DIR
+    env = GymEnv(args.env)
+    eval_env = GymEnv(args.env)
+    task = get_task(args.env, obs_dim=env.obs_dim, act_dim=env.act_dim)
+    resumed = bool(args.resume and is_checkpoint(ckpt))
+    if resumed:
+        tensors, arrays, meta = load_checkpoint(ckpt)
+        from mbpo_ros.core.config import config_from_dict
+
+        cfg = config_from_dict(meta["config"])
+        if args.device is not None:
+            cfg.device = args.device
+        if args.threads is not None:
+            cfg.threads = args.threads
+        agent = MBPO(env.obs_dim, env.act_dim, cfg, task)
+        agent.load_state(tensors, arrays, meta)
+        extra = meta["extra"]
+        env.load_state(arrays, extra["env"])
+        episodes, evals, wall0 = int(extra["episodes"]), int(extra["evals"]), float(extra["wall_seconds"])
+        last_eval = extra.get("last_eval_return")
+    else:
+        cfg = _build_config(args)
+        agent = MBPO(env.obs_dim, env.act_dim, cfg, task)
+        env.reset(seed=cfg.seed)
+        episodes, evals, wall0, last_eval = 0, 0, 0.0, None
+    m = cfg.mbpo
+    logger = MetricsLogger(out, x_key="env_steps", tensorboard=not args.no_tensorboard, resume=resumed)
+    progress = None if args.quiet else Progress(args.steps, desc=args.env)
+    t_start = time.monotonic()
+    last_model: dict = {}
+    upd_t, upd_n = time.monotonic(), agent.sac_updates
+    updates_per_s = 0.0
+    reached = False
+
+    def save():
+        arrays, env_meta = env.state()
+        tensors, agent_arrays, meta = agent.state()
+        meta["extra"] = {
+            "env": env_meta,
+            "episodes": episodes,
+            "evals": evals,
+            "wall_seconds": wall0 + time.monotonic() - t_start,
+            "last_eval_return": last_eval,
+            "env_id": args.env,
+        }
+        from mbpo_ros.io.checkpoint import save_checkpoint
+
+        save_checkpoint(ckpt, tensors=tensors, arrays={**agent_arrays, **arrays}, meta=meta)
+
+    try:
+        while agent.env_steps < args.steps and not reached:
+            obs = env.obs
+            act = agent.act(obs, deterministic=False)
+            next_obs, rew, term, trunc = env.step(act)
+            agent.add(obs, act, rew, next_obs, term)
+            metrics = agent.step()
+            if metrics:
+                last_model = metrics
+            if term or trunc:
+                episodes += 1
+                env.reset()
+            k = agent.env_steps - m.init_random_steps
+            epoch_end = k > 0 and k % m.epoch_length == 0
+            if epoch_end or agent.env_steps >= args.steps:
+                now = time.monotonic()
+                updates_per_s = (agent.sac_updates - upd_n) / max(now - upd_t, 1e-9)
+                upd_t, upd_n = now, agent.sac_updates
+                eval_ret, eval_std = evaluate(
+                    agent.policy_snapshot(), eval_env, m.eval_episodes, 10_000 * (cfg.seed + 1) + 100 * evals
+                )
+                evals += 1
+                last_eval = eval_ret
+                row = {
+                    "env_steps": agent.env_steps,
+                    "eval_return": eval_ret,
+                    "eval_return_std": eval_std,
+                    "wall_seconds": wall0 + now - t_start,
+                    "episodes": episodes,
+                    "epoch": agent.epoch,
+                    "sac_updates": agent.sac_updates,
+                    "sac_updates_per_s": updates_per_s,
+                    "model_trains": agent.model_trains,
+                }
+                row.update({k2: v for k2, v in last_model.items() if isinstance(v, (int, float))})
+                row.update(agent.sac_metrics())
+                logger.log(row)
+                save()
+                reached = args.target_return is not None and eval_ret >= args.target_return
+            if progress is not None and (agent.env_steps % 50 == 0 or agent.env_steps >= args.steps):
+                progress.update(
+                    agent.env_steps,
+                    episodes=episodes,
+                    eval_return=last_eval if last_eval is not None else float("nan"),
+                    model_loss=last_model.get("model_holdout_mse", float("nan")),
+                    upd_s=updates_per_s,
+                )
+    finally:
+        if progress is not None:
+            progress.close()
+        logger.close()
+    try:
+        logger.plot(["eval_return"], title=f"MBPO on {args.env}, seed {cfg.seed}")
+    except Exception as e:  # plotting must not lose a finished run; report why it failed
+        print(f"learning_curve.png not written: {e}", file=sys.stderr)
+    return {
+        "env_steps": agent.env_steps,
+        "last_eval_return": last_eval,
+        "evals": evals,
+        "episodes": episodes,
+        "reached_target": reached,
+        "out": str(out),
+    }
+
+
+def run(args) -> int:
+    try:
+        summary = train(args)
+    except ValueError as e:
+        print(f"mbpo-ros gym: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
