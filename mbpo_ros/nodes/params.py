@@ -388,19 +388,32 @@ def flatten_yaml_params(doc: dict[str, Any], node_name: str = NODE_NAME) -> dict
     return out
 
 
-def default_yaml_text(task: str = "reach") -> str:
-    """config/mbpo.yaml text of the defaults: nested mappings in block style, lists inline."""
+def _yaml_scalar(value: Any) -> str:
     import yaml
 
-    class _Dumper(yaml.SafeDumper):
-        pass
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
 
-    def _list(dumper, data):
-        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
-    _Dumper.add_representer(list, _list)
-    return yaml.dump(default_yaml_dict(task), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     width=110)
+def default_yaml_text(task: str = "reach") -> str:
+    """config/mbpo.yaml text of the defaults: one `name: value  # doc [range]` line per parameter,
+    nested by section (ensemble, sac, mbpo, reach) as ROS 2 params files allow."""
+    lines = [f"{NODE_NAME}:", "  ros__parameters:"]
+    section = None
+    for spec in all_specs(task):
+        head, _, key = spec.name.rpartition(".")
+        if head != section:
+            section = head
+            if head:
+                lines.append(f"    {head}:")
+        indent = "      " if head else "    "
+        note = spec.doc
+        if spec.lo is not None or spec.hi is not None:
+            note += f" {_range_text(spec)}"
+        if spec.choices:
+            note += f" (one of: {', '.join(spec.choices)})"
+        lines.append(f"{indent}{key}: {_yaml_scalar(spec.default)}  # {note}")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
