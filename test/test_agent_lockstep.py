@@ -97,5 +97,15 @@ def test_lockstep_training_run_is_deterministic(tmp_path, ros_domain):
     assert np.all(a["step"][:n] == np.tile(np.arange(50), episodes))
     steps = np.diff(a["stamp_ns"][:50])
     assert np.all(steps == 50_000_000)
+    # consecutive control ticks: next_obs of one step is the obs of the next within an episode,
+    # and the reward is the shared task function of the logged transition
+    from mbpo_ros.core.reach import ReachTask
+
+    same = a["episode"][1:n] == a["episode"][: n - 1]
+    np.testing.assert_array_equal(a["next_obs"][: n - 1][same], a["obs"][1:n][same])
+    task = ReachTask()
+    np.testing.assert_allclose(task.reward_batch(a["obs"][:n], a["action"][:n], a["next_obs"][:n]),
+                               a["reward"][:n], rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(a["action"][:n]) <= 1.0)
     rows = _episodes(tmp_path / "a")
     assert float(rows[-1]["achieved_utd"]) > 0.0
