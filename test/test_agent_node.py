@@ -84,6 +84,24 @@ def test_watchdog_fires_when_state_stops(robot, start_agent, stale_action):
     assert st is not None
 
 
+def test_watchdog_covers_ee_pose(robot, start_agent):
+    """/ee_pose is part of the observation: when it stops (joint states still flowing) -> stale."""
+    agent = start_agent(stale_action="zero", state_timeout=0.3)
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(20, timeout=30), agent.output()
+    robot.publish_ee = False
+    t = time.monotonic()
+    time.sleep(1.5)
+    after = np.array([c for _, c in robot.commands_since(t + 0.8)])
+    assert len(after) > 20 and np.all(after == 0.0)
+    st = robot.wait_for_status("agent_node: safety", lambda s: values(s)["watchdog"] == "stale", timeout=5)
+    assert st is not None and values(st)["state_age_s"] != "inf"
+    robot.publish_ee = True
+    t = time.monotonic()
+    time.sleep(1.0)
+    assert np.any(np.array([c for _, c in robot.commands_since(t + 0.3)]) != 0.0)
+
+
 def test_estop_latches_and_releases(robot, start_agent):
     from std_srvs.srv import SetBool
 

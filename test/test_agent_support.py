@@ -111,6 +111,7 @@ class FakeRobot:
         self.q = np.linspace(0.1, 0.6, len(self.joints))
         self.shuffle = False
         self.integrate = False  # True: q follows the velocity commands (a kinematic arm)
+        self.publish_ee = True  # False: /ee_pose goes silent while /joint_states goes on
         self.published = 0
         self.q_history: list[tuple[float, np.ndarray]] = []
 
@@ -141,7 +142,8 @@ class FakeRobot:
         ee = PoseStamped()
         ee.header.stamp = stamp
         ee.pose.position.x, ee.pose.position.y, ee.pose.position.z = 0.3, 0.0, 0.3
-        self.ee_pub.publish(ee)
+        if self.publish_ee:
+            self.ee_pub.publish(ee)
         goal = PointStamped()
         goal.header.stamp = stamp
         goal.point.x, goal.point.y, goal.point.z = 0.4, 0.1, 0.2

@@ -143,7 +143,8 @@ class AgentNode(Node):
         self.limits = JointLimits(tuple(p.joint_names), np.array(p.position_lower), np.array(p.position_upper),
                                   np.array(p.velocity_limits))
         self.shaper = CommandShaper(self.limits, p.command_interface, p.position_margin, p.max_velocity_step)
-        self.watchdog = Watchdog(p.state_timeout)
+        self.watchdog = Watchdog(p.state_timeout)  # /joint_states
+        self.ee_watchdog = Watchdog(p.state_timeout)  # /ee_pose is part of the observed state too
         self.estop = EStop()
         self.rejects = RejectCounter()
         self.js_validator = JointStateValidator(p.joint_names, p.allow_extra_joints)
@@ -332,6 +333,7 @@ class AgentNode(Node):
         v = self._on_vec3("/ee_pose", self.ee_order, msg.header, (pos.x, pos.y, pos.z))
         if v is not None:
             self.ee = v
+            self.ee_watchdog.feed(self._now())
             with self._state_cv:
                 self._state_cv.notify_all()
 
@@ -430,16 +432,19 @@ class AgentNode(Node):
     def _step(self) -> None:
         """One control step: safety first, then the episode, the transition and the next command."""
         now = self._now()
-        stale = self.watchdog.check(now)
+        stale_js = self.watchdog.check(now)
+        stale = self.ee_watchdog.check(now) or stale_js
         st, ee, goal = self.state, self.ee, self.goal
         if self.estop.engaged:
             self._stop_command(self.p.estop_action)
             return
         if stale or ee is None or goal is None or st is None:
-            if stale and not self.stale_logged and self.watchdog.trips > 0:
+            if stale and not self.stale_logged and (self.watchdog.trips or self.ee_watchdog.trips):
+                what = "joint state" if stale_js else "/ee_pose"
+                age = self.watchdog.age(now) if stale_js else self.ee_watchdog.age(now)
                 self.get_logger().error(
-                    f"no valid joint state for {self.watchdog.age(now):.3f} s (> state_timeout "
-                    f"{self.p.state_timeout} s): command {self.p.stale_action}")
+                    f"no valid {what} for {age:.3f} s (> state_timeout {self.p.state_timeout} s): "
+                    f"command {self.p.stale_action}")
                 self.stale_logged = True
             self._stop_command(self.p.stale_action)
             return
@@ -647,7 +652,7 @@ class AgentNode(Node):
                 return SetParametersResult(successful=False, reason=str(exc))
         for prm in params:
             if prm.name == "state_timeout":
-                self.watchdog.timeout = float(prm.value)
+                self.watchdog.timeout = self.ee_watchdog.timeout = float(prm.value)
             elif prm.name == "position_margin":
                 self.shaper.position_margin = float(prm.value)
             elif prm.name == "max_velocity_step":
@@ -665,7 +670,7 @@ class AgentNode(Node):
     def _publish_diagnostics(self) -> None:
         loop = self.loop_stats.summary()
         now = self._now()
-        stale = self.watchdog.stale
+        stale = self.watchdog.stale or self.ee_watchdog.stale
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
 
@@ -697,7 +702,9 @@ class AgentNode(Node):
         age = self.watchdog.age(now)
         arr.status.append(status("safety", lvl, msg, {
             "watchdog": "stale" if stale else "ok", "state_age_s": f"{age:.3f}" if math.isfinite(age) else "inf",
-            "state_timeout_s": self.p.state_timeout, "watchdog_trips": self.watchdog.trips,
+            "ee_pose_age_s": f"{self.ee_watchdog.age(now):.3f}" if math.isfinite(self.ee_watchdog.age(now)) else "inf",
+            "state_timeout_s": self.p.state_timeout,
+            "watchdog_trips": self.watchdog.trips + self.ee_watchdog.trips,
             "estop": self.estop.engaged, "estop_count": self.estop.count,
             "rejected_total": self.rejects.total(), **{f"rejected {k}": v for k, v in self.rejects.as_dict().items()},
             "last_command": " ".join(f"{x:.4f}" for x in self.last_cmd)}))
