@@ -11,7 +11,7 @@ a run stopped and resumed continues as if never stopped.
 
 Evaluation: every ``epoch_length`` env steps after the initial random steps (and at the end),
 ``eval_episodes`` episodes of the deterministic policy on a separate environment, seeded from the
-run's seed and the evaluation number.
+run's seed and the env step.
 """
 
 from __future__ import annotations
@@ -129,6 +129,12 @@ class GymEnv:
         self.ep_len, self.ep_return = int(meta["ep_len"]), float(meta["ep_return"])
 
 
+def _eval_seed(seed: int, env_steps: int) -> int:
+    """Evaluation episodes are seeded by the run's seed and the env step they happen at, so a resumed
+    run evaluates exactly like an uninterrupted one."""
+    return (seed + 1) * 100_000_000 + env_steps * 1000
+
+
 def evaluate(policy, env: GymEnv, episodes: int, seed: int) -> tuple[float, float]:
     """Mean and std of the deterministic policy's return over ``episodes`` seeded episodes."""
     returns = []
@@ -220,7 +226,7 @@ def train(args) -> dict:
                 updates_per_s = (agent.sac_updates - upd_n) / max(now - upd_t, 1e-9)
                 upd_t, upd_n = now, agent.sac_updates
                 eval_ret, eval_std = evaluate(
-                    agent.policy_snapshot(), eval_env, m.eval_episodes, 10_000 * (cfg.seed + 1) + 100 * evals
+                    agent.policy_snapshot(), eval_env, m.eval_episodes, _eval_seed(cfg.seed, agent.env_steps)
                 )
                 evals += 1
                 last_eval = eval_ret

@@ -21,7 +21,17 @@ from torch.nn import functional as F
 
 from mbpo_ros.core.config import EnsembleConfig
 
-__all__ = ["ProbabilisticEnsemble", "truncated_normal_"]
+__all__ = ["ProbabilisticEnsemble", "truncated_normal_", "make_adam"]
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass per tensor; about 2x faster than foreach on CPU),
+    falling back to foreach where this torch build lacks a fused Adam for the device."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):
+        return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def truncated_normal_(t: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -83,7 +93,7 @@ class ProbabilisticEnsemble(nn.Module):
             {"params": [w], "weight_decay": float(wd)} for w, wd in zip(self.weights, cfg.weight_decays)
         ]
         groups.append({"params": list(self.biases) + [self.max_logvar, self.min_logvar], "weight_decay": 0.0})
-        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
+        self.optimizer = make_adam(groups, cfg.lr)
         self._elite_cache: tuple | None = None
 
     # ------------------------------------------------------------------ forward

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mbpo_ros.core.config import SACConfig
+from mbpo_ros.core.ensemble import make_adam
 
 __all__ = ["Actor", "TwinCritic", "SAC"]
 
@@ -134,7 +135,7 @@ class SAC(nn.Module):
         params = list(self.actor.parameters()) + list(self.critic.parameters())
         if cfg.auto_entropy:
             params.append(self.log_alpha)
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, foreach=True)
+        self.optimizer = make_adam(params, cfg.lr)
         self._online = list(self.critic.weights) + list(self.critic.biases)
         self._target = list(self.critic_target.weights) + list(self.critic_target.biases)
         self._nl = len(self.critic.weights)
