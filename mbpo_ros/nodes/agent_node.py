@@ -39,10 +39,11 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -205,7 +206,8 @@ class AgentNode(Node):
             self.cmd_pub = self.create_publisher(Float64MultiArray, p.command_topic, reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(SetBool, "~/estop", self._on_estop, callback_group=srv_group)
-        self.create_service(Trigger, "~/save_checkpoint", self._on_save_checkpoint, callback_group=srv_group)
+        self.create_service(Trigger, "~/save_checkpoint", self._on_save_checkpoint,
+                            callback_group=MutuallyExclusiveCallbackGroup())  # held while it awaits
         self.create_service(SetBool, "~/pause_training", self._on_pause, callback_group=srv_group)
         self.reset_client = None
         if p.reset_service:
@@ -617,12 +619,19 @@ class AgentNode(Node):
         res.success = True
         return res
 
-    def _on_save_checkpoint(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
-        try:
-            res.message = self.save_checkpoint()
-            res.success = True
-        except (RuntimeError, TimeoutError) as exc:
-            res.success, res.message = False, str(exc)
+    async def _on_save_checkpoint(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        """Waits for the trainer in a helper thread; the executor goes on serving everything else."""
+        done = Future(executor=self.executor)
+        done.add_done_callback(lambda _f: None)  # set_result from the helper thread wakes the executor
+
+        def work() -> None:
+            try:
+                done.set_result((True, self.save_checkpoint()))
+            except (RuntimeError, TimeoutError) as exc:
+                done.set_result((False, str(exc)))
+
+        threading.Thread(target=work, name="agent-checkpoint-request", daemon=True).start()
+        res.success, res.message = await done
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
@@ -787,7 +796,9 @@ def main(args: list[str] | None = None) -> int:
     code = 0
     try:
         node = AgentNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        # one executor thread: inputs, services, timers (the control loop has its own thread; the only
+        # slow service, ~/save_checkpoint, awaits its helper thread without blocking the executor)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin = threading.Thread(target=executor.spin, name="agent-executor", daemon=True)
         spin.start()
