@@ -46,8 +46,14 @@ def test_commands_at_control_rate_inside_limits(robot, start_agent):
     assert st is not None
     v = values(st)
     assert 40.0 < float(v["rate_hz"]) < 60.0, v
-    for key in ("jitter_ms", "period_err_p99_ms", "period_err_max_ms"):
+    for key in ("jitter_ms", "period_err_p99_ms", "period_err_max_ms", "step_p99_ms"):
         assert key in v
+    # shutdown (SIGINT): the last command the arm hears is a stop (velocity interface: zeros)
+    assert agent.stop() == 0, agent.output()
+    time.sleep(0.5)
+    with robot.lock:
+        last = robot.commands[-1][1]
+    assert np.all(last == 0.0), last
 
 
 @pytest.mark.parametrize("stale_action", ["zero", "hold"])

@@ -341,6 +341,11 @@ class AgentNode(Node):
 
     # ------------------------------------------------------------------ control thread
 
+    @property
+    def stopped(self) -> bool:
+        """True once close() began or the control loop died."""
+        return self._stop.is_set()
+
     def start(self) -> None:
         self.control_thread.start()
         self.worker_thread.start()
@@ -355,8 +360,8 @@ class AgentNode(Node):
                 self._wall_clock_loop()
         except Exception as exc:  # the loop must never die silently: stop the arm and say why
             self.get_logger().fatal(f"control loop failed: {type(exc).__name__}: {exc}")
-            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
             self._stop.set()
+            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold", final=True)
             raise
 
     def _wall_clock_loop(self) -> None:
@@ -405,7 +410,9 @@ class AgentNode(Node):
         return (st is not None and st.stamp_ns > self.last_cmd_stamp and ee is not None and goal is not None
                 and ee.stamp_ns >= st.stamp_ns and goal.stamp_ns >= st.stamp_ns)
 
-    def _publish(self, cmd: np.ndarray) -> None:
+    def _publish(self, cmd: np.ndarray, final: bool = False) -> None:
+        if self._stop.is_set() and not final:
+            return  # shutting down: the final stop command is the last word
         self.last_cmd = cmd
         if self.p.command_type == "trajectory":
             msg = JointTrajectory()
@@ -424,11 +431,11 @@ class AgentNode(Node):
             msg.data = [float(x) for x in cmd]
         self.cmd_pub.publish(msg)
 
-    def _stop_command(self, mode: str) -> None:
+    def _stop_command(self, mode: str, final: bool = False) -> None:
         q = self.state.q if self.state is not None else None
         cmd = self.shaper.stop(mode, q)
         if cmd is not None:  # None: position commands before any state: nothing is safe to send
-            self._publish(cmd)
+            self._publish(cmd, final=final)
         self.prev = None  # no transition across a gap
 
     def _step(self) -> None:
@@ -744,7 +751,7 @@ class AgentNode(Node):
         if self.control_thread.is_alive():
             self.control_thread.join(timeout=5.0)
         try:
-            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")
+            self._stop_command("zero" if self.p.command_interface == "velocity" else "hold", final=True)
         except Exception as exc:  # the context may already be gone; the arm's own controller remains
             self.get_logger().warning(f"could not publish the final stop command: {exc}")
         if self.worker_thread.is_alive():
@@ -804,7 +811,7 @@ def main(args: list[str] | None = None) -> int:
         spin.start()
         node.start()
         while not stop.wait(0.2):
-            if node._stop.is_set() or not spin.is_alive():
+            if node.stopped or not spin.is_alive():
                 code = 1
                 break
     except ParameterError as exc:
