@@ -133,7 +133,8 @@ class TwinNode(Node):
         self.sim_ns = 0  # simulated time since start, never reset [ns]
         self.episode = 0
         self.rejected = 0
-        self.dropped = 0
+        self.dropped_commands = 0
+        self.dropped_states = 0
         self.commands = 0
         self.last_msgs: tuple | None = None  # the last published (JointState, PoseStamped, PointStamped)
 
@@ -252,7 +253,7 @@ class TwinNode(Node):
         self.goal_pub.publish(goal)
         self.ee_pub.publish(ee)
         if self.p.drop_probability > 0 and self.drop_rng.random() < self.p.drop_probability:
-            self.dropped += 1
+            self.dropped_states += 1
         else:
             self.js_pub.publish(js)
         self.last_publish_wall = time.monotonic()
@@ -307,7 +308,8 @@ class TwinNode(Node):
             "real_time_factor_target": "lockstep" if self.p.lockstep else f"{target}",
             "rejected_commands": str(self.rejected),
             "commands_received": str(self.commands),
-            "dropped_messages": str(self.dropped),
+            "dropped_commands": str(self.dropped_commands),
+            "dropped_joint_states": str(self.dropped_states),
             "sim_time": f"{self.sim_ns * 1e-9:.3f}",
             "episode": str(self.episode),
         }
@@ -325,14 +327,16 @@ class TwinNode(Node):
 
     def _accept(self, values) -> None:
         if self.p.drop_probability > 0 and self.drop_rng.random() < self.p.drop_probability:
-            self.dropped += 1
-            return
-        try:
-            self.twin.apply_command(values)
-        except ValueError as exc:
-            self._reject(str(exc))
-            return
-        self.commands += 1
+            # Lost on the way: the arm keeps the previous command. In lock-step, time still moves on
+            # (as it would on a real arm), so the agent sees the effect of the lost command.
+            self.dropped_commands += 1
+        else:
+            try:
+                self.twin.apply_command(values)
+            except ValueError as exc:
+                self._reject(str(exc))
+                return
+            self.commands += 1
         if self.p.lockstep:
             self._advance(self.p.control_period)
             self._publish_state()
