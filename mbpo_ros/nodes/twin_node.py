@@ -23,6 +23,11 @@ initial state is published at start and after each reset (a reset takes one cont
 simulated time, so the first state of an episode is newer than the last one of the previous), and
 when no command arrives for lockstep_republish_period wall seconds the current state is published
 again with the SAME stamp, so a late-joining agent can start and can tell a repeat from a new state.
+
+Realism knobs (all off by default): sensor noise, command latency and per-episode randomisation of
+masses, damping and friction live in ArmTwin (TwinConfig); drop_probability loses incoming commands
+(the arm keeps the previous one; in lock-step the period still elapses) and outgoing joint states
+(in lock-step the next re-publish delivers the state).
 """
 
 from __future__ import annotations
