@@ -268,3 +268,18 @@ def test_live_parameter_changes(robot, start_agent):
     time.sleep(1.5)
     held = np.array([c for _, c in robot.commands_since(t_last + 0.8)])
     assert len(held) > 10 and np.all(held == held[0])  # stale -> hold (the live value), not zero
+
+
+def test_collect_mode_scripted_sine_actions(robot, start_agent):
+    """collect_actions sine: a smooth sweep (random actions would hit the 0.2 rate limit)."""
+    agent = start_agent(collect_actions="sine", max_velocity_step=0.5)
+    robot.start_publishing(100.0)
+    assert robot.wait_for_commands(60, timeout=30), agent.output()
+    t = time.monotonic()
+    time.sleep(1.5)
+    arr = np.array([c for _, c in robot.commands_since(t)])
+    steps = np.abs(np.diff(arr, axis=0))
+    # joint j: 1.2 sin(2 pi f_j t) rad/s, f_j = 0.2 + 0.1 j Hz -> at most 1.2 * 2 pi f_j / 50 per step
+    bound = 1.2 * 2 * np.pi * (0.2 + 0.1 * np.arange(6)) / 50.0
+    assert np.all(steps.max(axis=0) <= bound + 1e-6), steps.max(axis=0)
+    assert np.max(np.abs(arr)) > 0.3

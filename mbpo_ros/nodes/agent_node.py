@@ -511,7 +511,9 @@ class AgentNode(Node):
             snapshot = self.trainer.latest_snapshot()
             if snapshot is not None:
                 self.policy = snapshot
-        if p.mode == "collect" or self.policy is None or (
+        if p.mode == "collect" and p.collect_actions == "sine":
+            action = self._sine_action()
+        elif p.mode == "collect" or self.policy is None or (
             p.mode == "train" and self.env_steps < self.settings.cfg.mbpo.init_random_steps
         ):
             action = self.rng.uniform(-1.0, 1.0, size=self.task.act_dim)
@@ -532,6 +534,13 @@ class AgentNode(Node):
         self._publish(cmd)
         self.last_cmd_stamp = st.stamp_ns
         self.prev = (obs, applied.astype(np.float32), st.stamp_ns)
+
+    def _sine_action(self) -> np.ndarray:
+        """Scripted excitation for collect mode: joint j follows 0.8 sin(2 pi f_j t), f_j = 0.2 + 0.1 j Hz
+        (t counts control steps of the episode), a smooth sweep for system identification."""
+        t = self.ep_steps * self.period
+        freqs = 0.2 + 0.1 * np.arange(self.task.act_dim)
+        return 0.8 * np.sin(2.0 * np.pi * freqs * t)
 
     # ------------------------------------------------------------------ episodes
 

@@ -64,6 +64,8 @@ class AgentParams:
 
     mode: str = _p("train", "train: collect and learn; deploy: a checkpoint's policy, no learning; "
                    "collect: log transitions only (random actions)", choices=("train", "deploy", "collect"))
+    collect_actions: str = _p("random", "collect mode: random (uniform in [-1, 1]) or sine (a smooth sweep, "
+                              "joint j at 0.2 + 0.1 j Hz)", choices=("random", "sine"))
     task: str = _p("reach", "task whose observation, reward and time limit the node uses", choices=("reach",))
     joint_names: list = _p(list(DEFAULT_JOINTS), "arm joints in command order; JointState is matched by name")
     position_lower: list = _p(list(DEFAULT_LOWER), "lower position limit per joint [rad]", -100.0, 100.0)
