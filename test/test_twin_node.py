@@ -254,7 +254,46 @@ def test_reset_service_starts_a_new_episode_with_a_new_goal_in_the_box(twin_fact
     for g in goals:
         assert np.all(g >= lo - 1e-9) and np.all(g <= hi + 1e-9), g
     assert len({tuple(np.round(g, 6)) for g in goals}) == len(goals), goals
+    # Parameters: drop_probability may change live (range-checked); the rest is read-only.
+    ok, _ = _set_parameter(probe, twin, "drop_probability", 0.2)
+    assert ok
+    ok, reason = _set_parameter(probe, twin, "drop_probability", 2.0)
+    assert not ok and "drop_probability" in reason and "0.9" in reason, reason
+    ok, reason = _set_parameter(probe, twin, "publish_rate", 10.0)
+    assert not ok and "read-only" in reason.lower().replace("read only", "read-only"), reason
     assert twin.stop() == 0, twin.text()
+
+
+def _set_parameter(probe: Probe, twin: Twin, name: str, value: float) -> tuple[bool, str]:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = probe.node.create_client(SetParameters, "/twin_node/set_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=10.0)
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
+        fut = client.call_async(req)
+        assert probe.spin_until(fut.done, 10.0, twin)
+        res = fut.result().results[0]
+        return res.successful, res.reason
+    finally:
+        probe.node.destroy_client(client)
+
+
+def test_config_twin_yaml_mirrors_the_node_parameters():
+    import yaml
+
+    from mbpo_ros.nodes.twin_node import _specs
+
+    doc = yaml.safe_load(PARAMS.read_text())["twin_node"]["ros__parameters"]
+    flat = {k: v for k, v in doc.items() if k != "reach"}
+    flat.update({f"reach.{k}": v for k, v in doc["reach"].items()})
+    specs = {s.name: s for s in _specs()}
+    assert set(flat) == set(specs), f"missing {set(specs) - set(flat)}, unknown {set(flat) - set(specs)}"
+    for name, spec in specs.items():
+        assert flat[name] == spec.default, f"{name}: yaml {flat[name]!r}, default {spec.default!r}"
+        assert spec.doc, name
 
 
 def test_lockstep_n_commands_advance_exactly_n_control_periods(twin_factory, probe):

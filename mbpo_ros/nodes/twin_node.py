@@ -58,6 +58,8 @@ from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
 NODE_NAME = "twin_node"
 #: reach.* parameters the twin reads (goal box and start pose); the agent reads the same names.
 REACH_FIELDS = ("goal_low", "goal_high", "home_pose", "home_noise")
+#: parameters that may change while the node runs (everything else is read-only: read at start-up).
+LIVE_PARAMETERS = ("drop_probability",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _specs() -> list[ParamSpec]:
     out = []
     for f in dataclasses.fields(TwinNodeParams):
         m = f.metadata
-        ro = f.name not in ("drop_probability", "diagnostics_period")
+        ro = f.name not in LIVE_PARAMETERS
         out.append(ParamSpec(f.name, f.default, m["doc"], m.get("lo"), m.get("hi"), ro, None, "node"))
     for f in dataclasses.fields(TwinConfig):
         m = f.metadata
@@ -154,6 +156,7 @@ class TwinNode(Node):
         self.create_subscription(Float64MultiArray, "arm_controller/commands", self._on_command, 10)
         self.create_subscription(JointTrajectory, "arm_controller/joint_trajectory", self._on_trajectory, 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._reset_episode()
         now = time.monotonic()
@@ -215,6 +218,22 @@ class TwinNode(Node):
                                  "/clock) and must run on the wall clock; set use_sim_time only on the other nodes")
         # Cross-checks that need the model happen in ArmTwin/ReachTask (ValueError naming the field).
         return node, twin_cfg, reach_cfg
+
+    def _on_set_parameters(self, params):
+        """Live changes of LIVE_PARAMETERS, range-checked (read-only ones are refused by rclpy)."""
+        from rcl_interfaces.msg import SetParametersResult
+
+        specs = {s.name: s for s in _specs()}
+        updates = {}
+        for prm in params:
+            if prm.name in LIVE_PARAMETERS:
+                try:
+                    updates[prm.name] = check_value(specs[prm.name], prm.value)
+                except ParameterError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+        if updates:
+            self.p = dataclasses.replace(self.p, **updates)
+        return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ time
     def _stamp_now(self) -> TimeMsg:
