@@ -373,6 +373,22 @@ def test_real_time_factor_runs_faster_than_wall_clock_with_clock(twin_factory, p
         assert ratio > 3.0, f"as fast as possible gave only {ratio:.2f} x real time"
     # Joint states are stamped with the same simulated time as /clock.
     assert abs(probe.states[-1][1] - probe.clock[-1]) < 0.5e9
+    # Commands are still served between physics steps.
+    probe.wait_for_subscriber(twin)
+    q0 = probe.states[-1][2]
+    probe.command([0.0, 0.0, 0.0, 0.0, 0.0, -0.5])
+    assert probe.spin_until(lambda: probe.states[-1][2][5] < q0[5] - 0.1, 10.0, twin), twin.text()
+    assert twin.stop() == 0, twin.text()
+
+
+def test_position_interface_moves_joints_to_the_commanded_positions(twin_factory, probe):
+    twin = twin_factory("command_interface:=position", "real_time_factor:=2.0")
+    probe.wait_for_subscriber(twin)
+    assert probe.spin_until(lambda: len(probe.states) > 3, 20.0, twin), twin.text()
+    target = probe.states[-1][2] + np.array([0.3, -0.2, 0.2, -0.3, 0.4, -0.4])
+    probe.command(target)
+    assert probe.spin_until(lambda: np.abs(probe.states[-1][2] - target).max() < 0.01, 15.0, twin), (
+        probe.states[-1][2] - target)
     assert twin.stop() == 0, twin.text()
 
 
