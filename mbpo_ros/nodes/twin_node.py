@@ -168,8 +168,10 @@ class TwinNode(Node):
             self.create_timer(min(0.1, self.p.lockstep_republish_period / 2), self._on_republish_timer)
         else:
             self.rt_start = (now, self.sim_ns)
-            period = 0.0 if self.p.real_time_factor == 0 else 1.0 / (self.p.publish_rate * self.p.real_time_factor)
-            self.create_timer(max(period, 0.0), self._on_physics_timer)
+            # rtf 0: a zero-period timer (runs whenever nothing else is ready); else at most 1 kHz of wall time.
+            rtf = self.p.real_time_factor
+            period = 0.0 if rtf == 0 else max(1.0 / (self.p.publish_rate * rtf), 0.001)
+            self.create_timer(period, self._on_physics_timer)
         self.create_timer(self.p.diagnostics_period, self._on_diagnostics_timer)
         mode = "lock-step" if self.p.lockstep else f"real_time_factor {self.p.real_time_factor}"
         self.get_logger().info(
