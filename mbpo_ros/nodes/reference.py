@@ -1,0 +1,158 @@
+"""The ROS interface of mbpo_ros's nodes, as data, rendered into the README.
+
+`INTERFACE` lists every topic and service each node offers or uses with its default name.
+`render()` turns it and the nodes' parameter specs into the Markdown tables that stand in
+README.md between the markers below; `test/test_reference.py` checks that the README holds
+exactly what `render()` gives and that running nodes offer exactly the listed interface, so
+the tables cannot drift from the code.
+
+    python -m mbpo_ros.nodes.reference --write README.md    # refresh the README tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BEGIN = "<!-- BEGIN GENERATED: python -m mbpo_ros.nodes.reference --write README.md -->"
+END = "<!-- END GENERATED -->"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One topic or service of a node, under its default (remappable) name."""
+
+    node: str
+    kind: str  # "publishes", "subscribes", "service", "client"
+    name: str
+    type: str
+    note: str
+
+
+INTERFACE: tuple[Endpoint, ...] = (
+    Endpoint("twin_node", "publishes", "/joint_states", "sensor_msgs/msg/JointState",
+             "names, position, velocity, effort; publish_rate Hz (lock-step: once per command)"),
+    Endpoint("twin_node", "publishes", "/ee_pose", "geometry_msgs/msg/PoseStamped", "end-effector pose"),
+    Endpoint("twin_node", "publishes", "/goal", "geometry_msgs/msg/PointStamped",
+             "current Reach goal (transient local)"),
+    Endpoint("twin_node", "publishes", "/clock", "rosgraph_msgs/msg/Clock",
+             "simulated time, when publish_clock is true"),
+    Endpoint("twin_node", "publishes", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
+             "achieved real-time factor, rejected commands; 1 Hz"),
+    Endpoint("twin_node", "subscribes", "/arm_controller/commands", "std_msgs/msg/Float64MultiArray",
+             "one value per joint, velocity or position (command_interface); held until the next"),
+    Endpoint("twin_node", "subscribes", "/arm_controller/joint_trajectory",
+             "trajectory_msgs/msg/JointTrajectory", "first point's velocities or positions"),
+    Endpoint("twin_node", "service", "/twin_node/reset", "std_srvs/srv/Trigger",
+             "new episode: start near the home pose, new goal"),
+    Endpoint("agent_node", "subscribes", "/joint_states", "sensor_msgs/msg/JointState",
+             "sensor-data QoS, matched by joint name"),
+    Endpoint("agent_node", "subscribes", "/ee_pose", "geometry_msgs/msg/PoseStamped",
+             "part of the observation; covered by the watchdog"),
+    Endpoint("agent_node", "subscribes", "/goal", "geometry_msgs/msg/PointStamped", "task goal"),
+    Endpoint("agent_node", "publishes", "/arm_controller/commands", "std_msgs/msg/Float64MultiArray",
+             "command_topic, reliable; clipped and rate-limited (command_type multi_array)"),
+    Endpoint("agent_node", "publishes", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
+             "control rate and jitter, watchdog, e-stop, rejected messages, buffers, losses, UTD; 1 Hz"),
+    Endpoint("agent_node", "service", "/agent_node/estop", "std_srvs/srv/SetBool",
+             "true latches the e-stop (zero or hold), false releases it"),
+    Endpoint("agent_node", "service", "/agent_node/save_checkpoint", "std_srvs/srv/Trigger",
+             "write <run_dir>/checkpoint now"),
+    Endpoint("agent_node", "service", "/agent_node/pause_training", "std_srvs/srv/SetBool",
+             "true pauses learning (control goes on)"),
+    Endpoint("agent_node", "client", "/twin_node/reset", "std_srvs/srv/Trigger",
+             "reset_service; empty on a real arm (drive home instead)"),
+)
+
+
+def _cell(value) -> str:
+    text = str(value).replace("|", "\\|").replace("\n", " ")
+    return text if text else "''"
+
+
+def interface_table() -> str:
+    lines = ["| node | kind | name | type | notes |", "|---|---|---|---|---|"]
+    for e in INTERFACE:
+        lines.append(f"| {e.node} | {e.kind} | `{e.name}` | `{e.type}` | {e.note} |")
+    return "\n".join(lines)
+
+
+def _range(spec) -> str:
+    if getattr(spec, "choices", None):
+        return " \\| ".join(spec.choices)
+    lo, hi = spec.lo, spec.hi
+    if lo is None and hi is None:
+        return ""
+    return f"[{'' if lo is None else lo}, {'' if hi is None else hi}]"
+
+
+def parameter_table(specs) -> str:
+    lines = ["| parameter | default | range | live | description |", "|---|---|---|---|---|"]
+    for s in specs:
+        default = s.default
+        if isinstance(default, (list, tuple)):
+            default = "[" + ", ".join(str(v) for v in default) + "]"
+        live = "no" if s.read_only else "yes"
+        lines.append(f"| `{s.name}` | `{_cell(default)}` | {_range(s)} | {live} | {_cell(s.doc)} |")
+    return "\n".join(lines)
+
+
+def render() -> str:
+    """The generated README block (markers included)."""
+    from mbpo_ros.nodes import params, twin_node
+
+    parts = [
+        BEGIN,
+        "### Topics and services",
+        "",
+        interface_table(),
+        "",
+        "### agent_node parameters",
+        "",
+        "Every field of the core config dataclasses (`ensemble.*`, `sac.*`, `mbpo.*`) and the Reach task "
+        "(`reach.*`) is a parameter too; `config/mbpo.yaml` lists them all with their defaults. "
+        "\"live\" = may be changed while the node runs; the rest are read at start-up.",
+        "",
+        "<details><summary>all agent_node parameters</summary>",
+        "",
+        parameter_table(params.all_specs()),
+        "",
+        "</details>",
+        "",
+        "### twin_node parameters",
+        "",
+        "<details><summary>all twin_node parameters</summary>",
+        "",
+        parameter_table(twin_node._specs()),
+        "",
+        "</details>",
+        END,
+    ]
+    return "\n".join(parts)
+
+
+def replace_block(text: str, block: str) -> str:
+    """Put `block` between the markers in `text` (ValueError if the markers are missing)."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f"the file has no generated block: add the lines\n{BEGIN}\n{END}")
+    return text[:start] + block + text[end + len(END):]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Render the nodes' ROS interface tables (Markdown).")
+    parser.add_argument("--write", metavar="FILE", help="replace the generated block in FILE (README.md)")
+    args = parser.parse_args(argv)
+    block = render()
+    if args.write:
+        path = Path(args.write)
+        path.write_text(replace_block(path.read_text(), block))
+    else:
+        sys.stdout.write(block + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
