@@ -8,6 +8,7 @@ Measures
    CPU share from /proc/<pid>/stat (utime + stime) over a window of wall time.
 3. twin_node at real_time_factor 0 (as fast as possible): the real-time factor it reports on
    /diagnostics.
+4. twin_node in lock-step: command -> state round trips per second with an rclpy client.
 
 Run:  AMENT_PREFIX_PATH=$PWD/.venv .venv/bin/python benchmarks/twin_speed.py [--cpu-seconds 10]
 """
@@ -125,6 +126,39 @@ def twin_node_max_rtf(window: float) -> float:
     return float(np.median(steady)) if steady else float("nan")
 
 
+def twin_node_lockstep_rate(n_steps: int) -> float:
+    """Lock-step round trips per wall second: command -> one control period -> joint state back."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    proc = _start_twin("lockstep:=true")
+    rclpy.init()
+    node = rclpy.create_node("twin_speed_lockstep")
+    stamps: list[int] = []
+    node.create_subscription(JointState, "/joint_states",
+                             lambda m: stamps.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
+                             qos_profile_sensor_data)
+    pub = node.create_publisher(Float64MultiArray, "/arm_controller/commands", 10)
+    msg = Float64MultiArray(data=[0.1, 0.0, 0.0, 0.0, 0.0, -0.1])
+    try:
+        end = time.monotonic() + 30.0
+        while (pub.get_subscription_count() == 0 or not stamps) and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        t0 = time.perf_counter()
+        for _ in range(n_steps):
+            last = stamps[-1]
+            pub.publish(msg)
+            while stamps[-1] == last:
+                rclpy.spin_once(node, timeout_sec=1.0)
+        return n_steps / (time.perf_counter() - t0)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        _stop(proc)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpu-seconds", type=float, default=10.0, help="window of the CPU share measurement")
@@ -146,6 +180,9 @@ def main() -> int:
         max_rtf = twin_node_max_rtf(args.cpu_seconds)
         print(f"twin_node at real_time_factor 0 (as fast as possible, publishing every 10 ms of sim time): "
               f"achieved real-time factor {max_rtf:.1f} (median of /diagnostics)")
+        rate = twin_node_lockstep_rate(500)
+        print(f"twin_node lock-step round trips (command -> 0.05 s simulated -> joint state), rclpy client in "
+              f"another process: {rate:.0f} steps/s = {rate * 0.05:.1f} simulated s per wall s")
     return 0
 
 
