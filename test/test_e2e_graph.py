@@ -156,3 +156,49 @@ def test_realtime_graph_commands_at_the_control_rate(tmp_path, ros_context):
         codes = g.stop(timeout=60.0)
     assert codes == {"agent_node": 0, "twin_node": 0}, f"exit codes {codes}\n{g.log_text()}"
     assert (run_dir / "checkpoint").is_dir(), f"no final checkpoint\n{g.log_text()}"
+
+
+def _checkpoint_for_deploy(path: Path) -> None:
+    """A real MBPO policy checkpoint (untrained weights are enough to drive the arm)."""
+    from mbpo_ros.core.config import preset
+    from mbpo_ros.core.tasks import get_task
+    from mbpo_ros.core.trainer import MBPO
+    from mbpo_ros.io.checkpoint import save_checkpoint
+
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    task = get_task("reach")
+    tensors, arrays, meta = MBPO(task.obs_dim, task.act_dim, cfg, task).state()
+    save_checkpoint(path, tensors=tensors, arrays=arrays, meta=meta)
+
+
+def test_deploy_graph_drives_a_ros2_control_style_arm(tmp_path, ros_context):
+    """deploy.launch.py's agent (mode deploy, commands remapped to forward_velocity_controller) drives the
+    twin standing in for a real arm (wall-clock stamps, listening on the ros2_control topic)."""
+    import dataclasses
+
+    ckpt = tmp_path / "trained" / "checkpoint"
+    _checkpoint_for_deploy(ckpt)
+    (agent,) = graph.deploy_graph(graph.DeployArgs(checkpoint=str(ckpt), run_dir=str(tmp_path / "deploy")))
+    twin = _specs(tmp_path / "unused", lockstep=False, real_time_factor=1.0)[0]
+    twin = dataclasses.replace(
+        twin, parameters={**twin.parameters, "publish_clock": False},
+        remappings=(("/arm_controller/commands", graph.FORWARD_VELOCITY_TOPIC),))
+    g = Graph([twin, agent], tmp_path / "logs")
+    probe = Probe(ros_context)
+    from std_msgs.msg import Float64MultiArray
+
+    forwarded: list[float] = []
+    probe.node.create_subscription(Float64MultiArray, graph.FORWARD_VELOCITY_TOPIC,
+                                   lambda _m: forwarded.append(time.monotonic()), 50)
+    try:
+        ok = probe.spin_until(lambda: len(forwarded) >= 40 and len(probe.states) >= 40, 90.0, g.alive)
+        assert ok, f"{len(forwarded)} forwarded commands; alive={g.alive()}\n{g.log_text()}"
+        assert probe.commands == [], "the deploy agent must not publish on the twin's default topic"
+        rate = (len(forwarded) - 1) / (forwarded[-1] - forwarded[0])
+        assert 10.0 <= rate <= 30.0, f"deploy agent commanded at {rate:.1f} Hz\n{g.log_text()}"
+        assert np.abs(probe.states[-1][2] - probe.states[0][2]).max() > 1e-3, "the arm does not move"
+    finally:
+        probe.close()
+        codes = g.stop(timeout=30.0)
+    assert codes == {"agent_node": 0, "twin_node": 0}, f"exit codes {codes}\n{g.log_text()}"
