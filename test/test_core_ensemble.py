@@ -47,7 +47,7 @@ def test_fits_linear_system_variance_and_elites():
     final = model.fit(x, y, gen, max_epochs=300)
     # hold-out NLL falls, and far below the untrained model's
     assert final["model_holdout_nll"] < first["model_holdout_nll"] - 1.0
-    assert final["model_holdout_nll"] < float(nll_init.min()) - 3.0
+    assert final["model_holdout_nll"] < float(nll_init.min()) - 1.5
     # early stopping ended training before the cap
     assert final["model_epochs"] < 300
     # the predicted variance matches the noise, per output dimension
