@@ -50,3 +50,21 @@ def test_get_task_names_and_errors():
         get_task("Nope")
     with pytest.raises(ValueError, match="unknown arguments"):
         get_task("Hopper-v5", goal=3)
+
+
+def test_reach_task_wraps_reach_task_for_torch_rollouts():
+    from mbpo_ros.core.reach import ReachTask
+
+    reach = ReachTask()
+    spec = get_task("reach")
+    assert (spec.obs_dim, spec.act_dim) == (reach.obs_dim, reach.act_dim)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(64, spec.obs_dim)).astype(np.float32)
+    nxt = rng.normal(size=(64, spec.obs_dim)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(64, spec.act_dim)).astype(np.float32)
+    rew_t = spec.reward_fn(torch.as_tensor(obs), torch.as_tensor(act), torch.as_tensor(nxt))
+    assert rew_t.dtype == torch.float32 and rew_t.shape == (64,)
+    np.testing.assert_allclose(rew_t.numpy(), np.asarray(reach.reward_batch(obs, act, nxt), dtype=np.float32), rtol=1e-6)
+    done_t = spec.termination_fn(torch.as_tensor(obs), torch.as_tensor(act), torch.as_tensor(nxt))
+    assert done_t.dtype == torch.bool
+    np.testing.assert_array_equal(done_t.numpy(), np.asarray(reach.termination_batch(obs, act, nxt), dtype=bool))
