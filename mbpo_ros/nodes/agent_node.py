@@ -15,6 +15,8 @@ Wiring diagram (everything that decides anything lives in core/ and io/):
     records        io.transition_log.TransitionLog (<run_dir>/transitions.mcap), episodes.csv,
                    checkpoints on a timer, on ~/save_checkpoint and on shutdown
     services       ~/estop (SetBool), ~/save_checkpoint (Trigger), ~/pause_training (SetBool)
+    threads        control (its own), one SingleThreadedExecutor (inputs, services, timers),
+                   periodic checkpoints (waits on the trainer); the learner is a child process
     diagnostics    /diagnostics at 1 Hz (wall clock): loop rate and jitter, watchdog, e-stop,
                    rejected messages, learner statistics
 """
@@ -220,7 +222,7 @@ class AgentNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.control_thread = threading.Thread(target=self._control_loop, name="agent-control", daemon=True)
-        self.worker_thread = threading.Thread(target=self._worker_loop, name="agent-records", daemon=True)
+        self.worker_thread = threading.Thread(target=self._worker_loop, name="agent-checkpoints", daemon=True)
         self.get_logger().info(
             f"mode {p.mode}, {self.limits.n} joints, {p.control_rate:g} Hz"
             f"{' lock-step' if p.lockstep else ''}, {p.command_interface} commands on "
