@@ -221,6 +221,10 @@ class AgentNode(Node):
                               clock=wall)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        for name in ("stale_action", "estop_action"):
+            if getattr(p, name) == "hold" and p.command_interface == "velocity":
+                self.get_logger().warning(f"{name} = hold with velocity commands repeats the last velocity "
+                                          "(the arm keeps moving); 'zero' stops it")
         self.control_thread = threading.Thread(target=self._control_loop, name="agent-control", daemon=True)
         self.worker_thread = threading.Thread(target=self._worker_loop, name="agent-checkpoints", daemon=True)
         self.get_logger().info(
