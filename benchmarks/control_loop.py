@@ -10,13 +10,15 @@ and submits one transition per tick to the trainer, as agent_node does. Beside i
 
 The trainer runs the reach preset's networks (ensemble 7x4x200, SAC 2x256) and is kept saturated:
 it starts with a backlog of random transitions so that SAC updates are always due, and retrains
-the ensemble every model_train_freq submitted transitions.
+the ensemble on TrainerProcess's async schedule. Both trainers are alive for the whole run but only
+the one under test trains (the other is paused between two pieces of work); the modes alternate
+in short slices per rate, so the drifting load of a shared machine hits every mode alike.
 
 Reported per mode and rate: achieved rate, period error (wake-up time minus deadline) p50/p99/max,
 missed deadlines (late by more than one period), policy inference latency p50/p99, and the
 trainer's SAC updates/s during the run (to show the trainer was not starved).
 
-    .venv/bin/python benchmarks/control_loop.py                  # all modes, 20/100/200 Hz, 8 s each
+    .venv/bin/python benchmarks/control_loop.py                  # all modes, 20/100/200 Hz, 8 s each (4 slices)
     .venv/bin/python benchmarks/control_loop.py --modes process --rates 100 --seconds 20
 """
 
@@ -66,7 +68,7 @@ def random_transition(rng: np.random.Generator):
 
 
 class ThreadTrainer:
-    """The rejected design: the MBPO loop of TrainerProcess's async mode, in a thread of this process."""
+    """The rejected design: TrainerProcess's async schedule, in a thread of this process."""
 
     def __init__(self, cfg, torch_threads: int, chunk: int = 25):
         import torch
@@ -79,7 +81,8 @@ class ThreadTrainer:
         self.q: queue.Queue = queue.Queue(maxsize=10000)
         self.snapshot = self.mbpo.policy_snapshot()
         self.stop = threading.Event()
-        self.updates_t: list[tuple[float, int]] = []
+        self.pause = threading.Event()
+        self.idle = threading.Event()  # set by the thread while it honours a pause
         self.error = ""
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -99,11 +102,24 @@ class ThreadTrainer:
     def sac_updates(self) -> int:
         return int(self.mbpo.sac_updates)
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (and wait until the current piece of work is over) or resume."""
+        if paused:
+            self.pause.set()
+            self.idle.wait(timeout=300)
+        else:
+            self.idle.clear()
+            self.pause.clear()
+
     def _run(self):
         m, c = self.mbpo, self.cfg.mbpo
-        trained_at = -1
+        at_retrain = None
         try:
             while not self.stop.is_set():
+                if self.pause.is_set():
+                    self.idle.set()
+                    time.sleep(0.05)
+                    continue
                 while True:
                     try:
                         obs, act, rew, nxt, term, _ = self.q.get_nowait()
@@ -114,19 +130,22 @@ class ThreadTrainer:
                 if steps < c.init_random_steps:
                     time.sleep(0.01)
                     continue
-                if trained_at < 0 or steps - trained_at >= c.model_train_freq:
-                    trained_at = steps
+                due = c.utd * (steps - c.init_random_steps) - int(m.sac_updates)
+                last = m.last_model_train_step
+                if (last < 0 or steps - last >= c.model_train_freq) and (
+                    at_retrain is None or due <= 0 or m.sac_updates - at_retrain >= c.utd * c.model_train_freq
+                ):
                     m.train_model()
                     m.rollout()
-                    continue
-                due = int(c.utd * (steps - c.init_random_steps)) - int(m.sac_updates)
-                if due > 0:
-                    m.update(min(due, self.chunk))
+                    at_retrain = m.sac_updates
+                elif due > 0:
+                    m.update(min(due, self.chunk), sync=False)
                     self.snapshot = m.policy_snapshot()
                 else:
                     time.sleep(0.005)
         except Exception as e:  # reported in the benchmark's output
             self.error = f"{type(e).__name__}: {e}"
+        self.idle.set()
 
     def close(self):
         self.stop.set()
@@ -152,6 +171,13 @@ class ProcessTrainer:
     def sac_updates(self) -> int:
         return int(self.tp.stats()["sac_updates"])
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause (and wait until the child reports it is paused, i.e. between two pieces of work) or resume."""
+        self.tp.set_paused(paused)
+        deadline = time.monotonic() + 300
+        while self.tp.stats()["paused"] != paused and time.monotonic() < deadline and not self.error:
+            time.sleep(0.01)
+
     @property
     def error(self) -> str:
         return self.tp.stats()["error"]
@@ -163,14 +189,13 @@ class ProcessTrainer:
 # ----------------------------------------------------------------------------- the control loop
 
 
-def control_loop(rate: float, seconds: float, trainer, snapshot, rng) -> dict:
-    """Absolute-deadline loop; returns period-error and inference-latency statistics (ms)."""
+def control_loop(rate: float, seconds: float, trainer, snapshot, rng, transitions) -> dict:
+    """Absolute-deadline loop for `seconds`; returns raw period errors and inference latencies (s)."""
     period = 1.0 / rate
     n = int(round(rate * seconds))
     errors = np.empty(n)
     latency = np.empty(n)
     missed = 0
-    transitions = [random_transition(rng) for _ in range(64)]
     obs = transitions[0][0]
     start = time.perf_counter()
     deadline = start + period
@@ -192,62 +217,83 @@ def control_loop(rate: float, seconds: float, trainer, snapshot, rng) -> dict:
             skipped = int(late // period) + 1
             missed += skipped
             deadline += skipped * period
-    elapsed = time.perf_counter() - start
-    e, lat = errors * 1e3, latency * 1e3
+    return {"errors": errors, "latency": latency, "missed": missed, "elapsed": time.perf_counter() - start}
+
+
+def summarize(mode: str, rate: float, parts: list[dict], updates: float, seconds: float) -> dict:
+    e = np.concatenate([p["errors"] for p in parts]) * 1e3
+    lat = np.concatenate([p["latency"] for p in parts]) * 1e3
     return {
+        "mode": mode,
         "rate_hz": rate,
-        "achieved_hz": n / elapsed,
-        "ticks": n,
+        "achieved_hz": e.size / sum(p["elapsed"] for p in parts),
+        "ticks": int(e.size),
         "err_p50": float(np.percentile(e, 50)),
         "err_p99": float(np.percentile(e, 99)),
         "err_max": float(e.max()),
-        "missed": missed,
+        "missed": int(sum(p["missed"] for p in parts)),
         "inf_p50": float(np.percentile(lat, 50)),
         "inf_p99": float(np.percentile(lat, 99)),
+        "updates_per_s": updates / seconds if mode != "idle" else math.nan,
+        "load1": os.getloadavg()[0],
     }
 
 
-def run_mode(mode: str, rates, seconds: float, torch_threads: int, backlog: int, seed: int) -> list[dict]:
+def run_interleaved(modes, rates, seconds: float, rounds: int, torch_threads: int, backlog: int,
+                    seed: int) -> list[dict]:
+    """Both trainers alive, only one training at a time; modes alternate in short slices per rate.
+
+    The machine is shared and its load drifts, so each (mode, rate) gets `rounds` slices of
+    seconds / rounds, interleaved with the other modes: drift hits every mode alike.
+    """
     rng = np.random.default_rng(seed)
     cfg = bench_cfg(backlog)
-    trainer = None
-    snapshot = None
+    transitions = [random_transition(rng) for _ in range(64)]
+    trainers: dict = {}
     tmp = tempfile.TemporaryDirectory(prefix="control_loop_bench_")
     try:
-        if mode == "idle":
+        if "process" in modes:
+            trainers["process"] = ProcessTrainer(cfg, torch_threads, tmp.name)
+        if "thread" in modes:
+            trainers["thread"] = ThreadTrainer(cfg, torch_threads)
+        for tr in trainers.values():
+            tr.start()
+            for _ in range(backlog):
+                tr.submit(*random_transition(rng))
+            deadline = time.monotonic() + 300  # first ensemble fit, then SAC updates are flowing
+            while tr.sac_updates() == 0 and time.monotonic() < deadline and not tr.error:
+                time.sleep(0.2)
+            tr.set_paused(True)
+        idle_snapshot = next(iter(trainers.values())).latest_snapshot() if trainers else None
+        if idle_snapshot is None:
             from mbpo_ros.core.trainer import MBPO
 
-            snapshot = MBPO(OBS, ACT, cfg, TASK).policy_snapshot()
-        elif mode == "process":
-            trainer = ProcessTrainer(cfg, torch_threads, tmp.name)
-        elif mode == "thread":
-            trainer = ThreadTrainer(cfg, torch_threads)
-        else:
-            raise ValueError(f"unknown mode {mode!r}; use idle, process or thread")
-        if trainer is not None:
-            trainer.start()
-            for _ in range(backlog):
-                trainer.submit(*random_transition(rng))
-            # let the first ensemble fit start so every measured rate sees steady training
-            deadline = time.monotonic() + 120
-            while trainer.sac_updates() == 0 and time.monotonic() < deadline and not trainer.error:
-                time.sleep(0.2)
+            idle_snapshot = MBPO(OBS, ACT, cfg, TASK).policy_snapshot()
         rows = []
         for rate in rates:
-            u0, t0 = (trainer.sac_updates() if trainer else 0), time.monotonic()
-            row = control_loop(rate, seconds, trainer, snapshot, rng)
-            dt = time.monotonic() - t0
-            row["updates_per_s"] = ((trainer.sac_updates() - u0) / dt) if trainer else math.nan
-            row["mode"] = mode
-            row["load1"] = os.getloadavg()[0]
-            if trainer is not None and trainer.error:
-                row["error"] = trainer.error
-            rows.append(row)
-            print(format_row(row), flush=True)
+            parts: dict[str, list] = {m: [] for m in modes}
+            updates = dict.fromkeys(modes, 0.0)
+            for _ in range(rounds):
+                for mode in modes:
+                    tr = trainers.get(mode)
+                    if tr is not None:
+                        tr.set_paused(False)
+                        u0 = tr.sac_updates()
+                    parts[mode].append(control_loop(rate, seconds / rounds, tr, idle_snapshot, rng, transitions))
+                    if tr is not None:
+                        tr.set_paused(True)  # waits for the piece of work in progress
+                        updates[mode] += tr.sac_updates() - u0
+            for mode in modes:
+                row = summarize(mode, rate, parts[mode], updates[mode], seconds)
+                tr = trainers.get(mode)
+                if tr is not None and tr.error:
+                    row["error"] = tr.error
+                rows.append(row)
+                print(format_row(row), flush=True)
         return rows
     finally:
-        if trainer is not None:
-            trainer.close()
+        for tr in trainers.values():
+            tr.close()
         tmp.cleanup()
 
 
@@ -387,7 +433,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--modes", nargs="+", default=["idle", "process", "thread"], choices=["idle", "process", "thread"])
     p.add_argument("--rates", nargs="+", type=float, default=[20.0, 100.0, 200.0], help="control rates (Hz)")
-    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per rate")
+    p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per mode and rate")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved slices per mode and rate")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch threads of the trainer (0 = TrainerProcess's automatic choice: cores - 1)")
     p.add_argument("--backlog", type=int, default=2000, help="random transitions queued before measuring")
@@ -410,8 +457,7 @@ def main(argv=None) -> int:
         run_agent_node(args.rates, args.seconds)
         print(f"total {time.monotonic() - t0:.0f} s")
         return 0
-    for mode in args.modes:
-        run_mode(mode, args.rates, args.seconds, threads, args.backlog, args.seed)
+    run_interleaved(args.modes, args.rates, args.seconds, args.rounds, threads, args.backlog, args.seed)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0
 
