@@ -150,6 +150,15 @@ def test_lockstep_is_deterministic(tmp_path, make_tp):
     assert st_a["sac_updates"] == st_b["sac_updates"]
     assert arrays_equal(snap_a, snap_b), "same seed and transitions gave different policies"
 
+    from mbpo_ros.core.trainer import MBPO  # the synchronous loop the lock-step child must equal
+
+    sync = MBPO(OBS, ACT, tiny_cfg(seed=3), TASK)
+    for tr in trs:
+        sync.add(*tr[:5])
+        sync.step()
+    assert sync.sac_updates == st_a["sac_updates"]
+    assert arrays_equal(sync.policy_snapshot().to_arrays(), snap_a), "lock-step differs from a synchronous loop"
+
 
 def test_full_queue_counts_drops_and_never_blocks_and_close_survives_a_stuck_child(tmp_path, make_tp):
     tp = make_tp(tmp_path, queue_size=5)
