@@ -42,7 +42,7 @@ import numpy as np
 
 from mbpo_ros.core.config import preset
 from mbpo_ros.core.tasks import get_task
-from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions
+from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions, _auto_threads
 
 TASK = get_task("reach")
 OBS, ACT = TASK.obs_dim, TASK.act_dim
@@ -443,7 +443,7 @@ def main(argv=None) -> int:
                    help="instead: run twin_node + agent_node (train mode) and read the agent's loop timing "
                         "from /diagnostics (give --seconds >= 2000 periods, e.g. 25 at 100 Hz)")
     args = p.parse_args(argv)
-    threads = args.torch_threads or max(1, (os.cpu_count() or 1) - 1)
+    threads = args.torch_threads or _auto_threads()
     import torch
 
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")

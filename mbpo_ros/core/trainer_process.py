@@ -85,9 +85,25 @@ class WorkerOptions:
     drain_timeout_s: float = 10.0
     """how long a checkpoint/close request waits for transitions still in flight to arrive."""
 
+    def __post_init__(self) -> None:
+        if self.torch_threads < 0:
+            raise ValueError(f"torch_threads = {self.torch_threads} must be >= 0 (0 = automatic)")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice = {self.nice} must be in [0, 19] (a nice increment)")
+        if self.chunk_updates < 1:
+            raise ValueError(f"chunk_updates = {self.chunk_updates} must be >= 1")
+        for name in ("stats_interval_s", "start_timeout_s", "drain_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} = {getattr(self, name)} must be > 0 seconds")
+
 
 def _auto_threads() -> int:
-    return max(1, (os.cpu_count() or 1) - 1)
+    """Cores this process may run on, minus one for the control process (at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 # ============================================================================= child side
