@@ -193,7 +193,8 @@ class _Worker:
         self.last_snapshot_updates = -1
         self.last_stats_t = 0.0
         self.updates_at_retrain: int | None = None  # sac_updates at this session's last retrain
-        self.update_times: collections.deque = collections.deque(maxlen=64)  # (t, sac_updates)
+        # (t, sac_updates) samples at least 0.5 s apart: updates_per_s over the last ~10 s
+        self.update_times: collections.deque = collections.deque(maxlen=20)
 
     # ---------------------------------------------------------------- messages
 
@@ -208,7 +209,8 @@ class _Worker:
         env_steps, updates = int(m.env_steps), int(m.sac_updates)
         trainable = env_steps - int(c.init_random_steps)
         now = time.monotonic()
-        self.update_times.append((now, updates))
+        if not self.update_times or now - self.update_times[-1][0] >= 0.5:
+            self.update_times.append((now, updates))
         t0, u0 = self.update_times[0]
         ups = (updates - u0) / (now - t0) if now - t0 > 1e-3 else 0.0
         return {
