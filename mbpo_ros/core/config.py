@@ -120,7 +120,13 @@ class MBPOConfig:
         1e6,
     )
     max_model_epochs: int = param(
-        100, "cap on ensemble epochs per retrain (0 = early stopping alone)", 0, 10**6
+        0, "cap on ensemble epochs per retrain (0 = no epoch cap)", 0, 10**6
+    )
+    max_model_updates: int = param(
+        2000,
+        "cap on ensemble gradient steps per retrain (0 = none): bounds a retrain's cost whatever the data size",
+        0,
+        10**8,
     )
     max_model_train_seconds: float = param(
         0.0, "cap on seconds per ensemble retrain (0 = none; >0 makes runs timing-dependent)", 0.0, 1e6
@@ -174,7 +180,7 @@ def _reach() -> Config:
     m.target_entropy = -3.0  # tunable: about -act_dim / 2 for a 6-joint arm
     m.rollout_schedule = [0, 10, 1, 5]  # tunable: [start_epoch, end_epoch, min_len, max_len]
     m.uncertainty_threshold = 1.0  # tunable: robot mode truncates uncertain model branches
-    m.max_model_epochs = 30  # tunable: bound the ensemble's retrain cost
+    m.max_model_updates = 1000  # tunable: bound the ensemble's retrain cost (gradient steps)
     m.max_model_train_seconds = 60.0  # tunable: hard wall-clock bound per retrain
     m.real_ratio = 0.05
     return cfg

@@ -189,6 +189,7 @@ class ProbabilisticEnsemble(nn.Module):
         generator: torch.Generator | None = None,
         max_epochs: int = 0,
         max_seconds: float = 0.0,
+        max_updates: int = 0,
     ) -> dict:
         """Train on all given data with hold-out early stopping; choose elites.
 
@@ -197,10 +198,13 @@ class ProbabilisticEnsemble(nn.Module):
             generator: torch.Generator for the split and the shuffles.
             max_epochs: cap on epochs (0 = early stopping alone).
             max_seconds: wall-clock cap (0 = none; checked every minibatch).
+            max_updates: cap on gradient steps (0 = none; checked every minibatch): bounds the cost of
+                a retrain whatever the amount of data. A capped epoch still ends with its hold-out check.
         Returns:
             {"model_loss": last train loss, "model_holdout_mse": mean elite hold-out MSE,
              "model_holdout_nll": mean elite hold-out NLL, "model_epochs": epochs run,
-             "model_train_seconds": seconds, "model_train_samples": N_train}
+             "model_train_seconds": seconds, "model_train_samples": N_train,
+             "model_updates": gradient steps, "model_capped": 1 if a cap (not early stopping) ended it}
         """
         cfg = self.cfg
         t0 = time.monotonic()
@@ -228,6 +232,7 @@ class ProbabilisticEnsemble(nn.Module):
         best_loss = torch.full((E,), float("inf"), device=dev)
         since_update, epoch, last_loss = 0, 0, torch.zeros((), device=dev)
         timed_out = False
+        updates = 0
         while True:
             order = torch.argsort(torch.rand(E, n_tr, generator=generator, device=dev), dim=1)
             for s in range(0, n_tr, bs):
@@ -236,7 +241,8 @@ class ProbabilisticEnsemble(nn.Module):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                if max_seconds > 0 and time.monotonic() - t0 > max_seconds:
+                updates += 1
+                if (max_seconds > 0 and time.monotonic() - t0 > max_seconds) or (0 < max_updates <= updates):
                     timed_out = True
                     break
             last_loss = loss.detach()
@@ -279,6 +285,8 @@ class ProbabilisticEnsemble(nn.Module):
             "model_epochs": epoch,
             "model_train_seconds": time.monotonic() - t0,
             "model_train_samples": int(n_tr),
+            "model_updates": updates,
+            "model_capped": int(timed_out or (max_epochs > 0 and epoch >= max_epochs)),
         }
 
     def load_state_dict(self, *args, **kwargs):  # noqa: D102 - invalidate the elite cache on load

@@ -142,7 +142,9 @@ class MBPO:
         obs, act, rew, next_obs, _ = self.real_buffer.chronological()
         inputs = torch.cat([obs, act], dim=-1)
         targets = torch.cat([next_obs - obs, rew.unsqueeze(-1)], dim=-1)
-        out = self.ensemble.fit(inputs, targets, self.generator, m.max_model_epochs, m.max_model_train_seconds)
+        out = self.ensemble.fit(
+            inputs, targets, self.generator, m.max_model_epochs, m.max_model_train_seconds, m.max_model_updates
+        )
         self.model_trains += 1
         self.last_model_train_step = self.env_steps
         return out

@@ -1,0 +1,181 @@
+"""MBPO core throughput at the Hopper settings, against this machine's own matmul throughput.
+
+    .venv/bin/python benchmarks/core_throughput.py [--threads N] [--real 20000] [--horizon 15] [--quick]
+
+Prints: SAC updates/s, ensemble training samples/s, rollout samples/s, steady-state seconds per
+1,000 env steps (4 retrains + 4 x 100k rollouts + 20,000 SAC updates at the Hopper preset), and the
+achieved GFLOP/s of the SAC update and of an ensemble training step as a fraction of the measured
+throughput of batched matmuls of the same shapes (measured in the same run, interleaved, best of
+several repeats, because the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mbpo_ros.core.config import preset
+from mbpo_ros.core.tasks import get_task
+from mbpo_ros.core.trainer import MBPO
+
+OBS, ACT = 11, 3  # Hopper-v5
+
+
+def best_time(fn, n: int, repeats: int = 5) -> float:
+    """Best mean seconds per call over `repeats` runs of n calls (after one warm-up run)."""
+    for _ in range(max(1, n // 5)):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        best = min(best, (time.perf_counter() - t) / n)
+    return best
+
+
+def mlp_flops(dims: list[int], batch: int) -> int:
+    """Forward FLOPs (multiply-adds x 2) of an MLP with these layer sizes on `batch` rows."""
+    return 2 * batch * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def sac_update_flops(obs: int, act: int, hidden: int, layers: int, batch: int) -> int:
+    """FLOPs of one fused SAC update (matmuls only).
+
+    Forward: actor at s' and s, target twin critic at (s', a'), twin critic at (s, a) and at (s, pi(s)).
+    Backward: ~2x forward for the parts that train (critic at (s, a), actor at s), ~1x for the
+    critic at (s, pi(s)) (input gradient only), none for the no-grad target parts.
+    """
+    actor = mlp_flops([obs] + [hidden] * layers + [2 * act], batch)
+    critic = 2 * mlp_flops([obs + act] + [hidden] * layers + [1], batch)
+    forward = 2 * actor + 3 * critic
+    backward = 2 * critic + 2 * actor + critic
+    return forward + backward
+
+
+def ensemble_step_flops(in_dim: int, out_dim: int, hidden: int, layers: int, members: int, batch: int) -> int:
+    """FLOPs of one ensemble training step: forward + ~2x backward, all members."""
+    return 3 * members * mlp_flops([in_dim] + [hidden] * layers + [2 * out_dim], batch)
+
+
+def bmm_gflops(e: int, m: int, k: int, n: int, iters: int) -> float:
+    a, b = torch.randn(e, m, k), torch.randn(e, k, n)
+    t = best_time(lambda: torch.bmm(a, b), iters)
+    return 2 * e * m * k * n / t / 1e9
+
+
+def hopper_data(n: int, seed: int = 0):
+    """n random-action Hopper-v5 transitions (real simulator data, so model fits behave as in a run)."""
+    import gymnasium as gym
+
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(n):
+        a = rng.uniform(-1, 1, ACT).astype(np.float32)
+        nxt, r, term, trunc, _ = env.step(a)
+        rows.append((obs, a, r, nxt, term))
+        obs = env.reset()[0] if term or trunc else nxt
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: torch's)")
+    p.add_argument("--real", type=int, default=20_000, help="real transitions in the buffer for the model fit")
+    p.add_argument("--horizon", type=int, default=15, help="rollout length (Hopper's schedule ends at 15)")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    reps = 2 if args.quick else 5
+    print("command:", " ".join([sys.executable.split("/")[-1]] + sys.argv))
+    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}")
+
+    cfg = preset("Hopper-v5")
+    cfg.device = "cpu"
+    agent = MBPO(OBS, ACT, cfg, get_task("Hopper-v5"))
+    data = hopper_data(args.real + 250)
+    extra = data[args.real :]
+    for row in data[: args.real]:
+        agent.add(*row)
+
+    # --- matmul throughput for the shapes that matter
+    h, eh = cfg.sac.hidden_size, cfg.ensemble.hidden_size
+    mm_big = bmm_gflops(1, 2048, 2048, 2048, 3)
+    mm_sac = bmm_gflops(2, 256, h, h, 200)
+    mm_ens = bmm_gflops(cfg.ensemble.num_members, 256, eh, eh, 100)
+    print(f"matmul 2048^3: {mm_big:.1f} GFLOP/s; bmm [2,256,{h}]x[{h},{h}]: {mm_sac:.1f}; "
+          f"bmm [7,256,{eh}]x[{eh},{eh}]: {mm_ens:.1f}")
+
+    # --- model fits: the first (cold) one, then a steady-state (warm) one after 250 more steps
+    agent.env_steps = cfg.mbpo.init_random_steps
+    t = time.perf_counter()
+    fit0 = agent.train_model()
+    t_fit0 = time.perf_counter() - t
+    print(f"first model fit on {args.real} real transitions: {t_fit0:.1f} s, {fit0['model_epochs']} epochs "
+          f"(cap {cfg.mbpo.max_model_epochs}), hold-out MSE {fit0['model_holdout_mse']:.4f}", flush=True)
+    for row in extra:
+        agent.add(*row)
+    t = time.perf_counter()
+    fit = agent.train_model()
+    t_fit = time.perf_counter() - t
+    print(f"steady-state model fit (+{len(extra)} transitions): {t_fit:.1f} s, {fit['model_epochs']} epochs, "
+          f"hold-out MSE {fit['model_holdout_mse']:.4f}", flush=True)
+
+    # --- rollout at the given horizon (fills the model buffer for the SAC mixture)
+    t = time.perf_counter()
+    agent.model_buffer.resize(agent._model_capacity(args.horizon))
+    from mbpo_ros.core.rollout import branched_rollout
+
+    ro = branched_rollout(agent.ensemble, agent.sac.actor, agent.task, agent.real_buffer, agent.model_buffer,
+                          cfg.mbpo.rollout_batch_size, args.horizon, 0.0, agent.generator, cfg.mbpo.rollout_chunk)
+    t_roll = time.perf_counter() - t
+    n_upd = 100 if args.quick else 400
+    t_sac = best_time(lambda: agent.update(n_upd, sync=False), 1, reps) / n_upd
+    agent.sac_metrics()
+    sac_flops = sac_update_flops(OBS, ACT, h, cfg.sac.num_hidden, cfg.sac.batch_size)
+    sac_gf = sac_flops / t_sac / 1e9
+
+    # --- ensemble training step (same shapes as fit(): [7, 256, 14] -> [7, 256, 24])
+    ens = agent.ensemble
+    g = torch.Generator().manual_seed(0)
+    xn = torch.randn(cfg.ensemble.num_members, 256, OBS + ACT, generator=g)
+    y = torch.randn(cfg.ensemble.num_members, 256, OBS + 1, generator=g) * 0.1
+
+    def ens_step():
+        loss = ens._loss(xn, y)
+        ens.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        ens.optimizer.step()
+
+    t_ens = best_time(ens_step, 20 if args.quick else 50, reps)
+    ens_flops = ensemble_step_flops(OBS + ACT, OBS + 1, eh, cfg.ensemble.num_hidden, cfg.ensemble.num_members, 256)
+    ens_gf = ens_flops / t_ens / 1e9
+
+    # --- steady state per 1,000 env steps at the Hopper preset
+    m = cfg.mbpo
+    retrains = 1000 // m.model_train_freq
+    per_1000 = retrains * (t_fit + t_roll) + 1000 * m.utd * t_sac
+    rollout_sps = ro["rollout_predicted"] / t_roll
+
+    print(f"SAC update: {t_sac * 1e3:.2f} ms = {1 / t_sac:.0f} updates/s; {sac_flops / 1e6:.0f} MFLOP -> "
+          f"{sac_gf:.1f} GFLOP/s = {100 * sac_gf / mm_sac:.0f}% of the measured bmm at its shape")
+    print(f"ensemble train step (7x4x200, batch 256/member): {t_ens * 1e3:.2f} ms = "
+          f"{7 * 256 / t_ens:.0f} samples/s (member-samples); {ens_flops / 1e6:.0f} MFLOP -> {ens_gf:.1f} GFLOP/s = "
+          f"{100 * ens_gf / mm_ens:.0f}% of the measured bmm at its shape")
+    print(f"rollout: {m.rollout_batch_size} starts x horizon {args.horizon}: {t_roll:.2f} s, "
+          f"{rollout_sps:.0f} model samples/s ({ro['rollout_samples']} stored)")
+    print(f"steady state per 1,000 env steps (Hopper: {retrains} retrains + rollouts, {1000 * m.utd} SAC updates): "
+          f"{per_1000:.0f} s  [fits {retrains * t_fit:.0f} s, rollouts {retrains * t_roll:.0f} s, "
+          f"SAC {1000 * m.utd * t_sac:.0f} s]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
