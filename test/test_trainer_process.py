@@ -275,12 +275,12 @@ def test_async_schedule_retrains_without_starving_sac(tmp_path):
     from mbpo_ros.core.trainer_process import _Worker
 
     ctx = mp.get_context("spawn")
-    tq = ctx.Queue()
+    tx_r, tx_w = ctx.Pipe(duplex=False)
     cmd_r, cmd_w = ctx.Pipe(duplex=False)
     ev_r, ev_w = ctx.Pipe(duplex=False)
     opts = dataclasses.replace(OPTS, nice=0, chunk_updates=10)
     cfg = tiny_cfg(init_random_steps=30, model_train_freq=20, utd=2)
-    w = _Worker(OBS, ACT, cfg, "reach", str(tmp_path), False, False, opts, tq, cmd_r, ev_w, os.getppid(), {})
+    w = _Worker(OBS, ACT, cfg, "reach", str(tmp_path), False, False, opts, tx_r, cmd_r, ev_w, os.getppid(), {})
     sink = threading.Thread(target=_drain_pipe, args=(ev_r,), daemon=True)  # the parent's receiver's role
     sink.start()
     m = w.mbpo
@@ -302,7 +302,7 @@ def test_async_schedule_retrains_without_starving_sac(tmp_path):
     assert m.sac_updates == 2 * (130 - 30) and m.model_trains == 2
     ev_w.close()
     sink.join(timeout=10)
-    for conn in (cmd_r, cmd_w, ev_r):
+    for conn in (tx_r, tx_w, cmd_r, cmd_w, ev_r):
         conn.close()
 
 

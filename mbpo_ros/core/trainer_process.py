@@ -49,6 +49,7 @@ import math
 import multiprocessing as mp
 import os
 import queue
+import select
 import signal
 import threading
 import time
@@ -106,6 +107,51 @@ def _auto_threads() -> int:
     return max(1, cores - 1)
 
 
+class _Record:
+    """One transition as a fixed-size float32 record on the transition pipe.
+
+    Layout: [obs (obs_dim), act (act_dim), reward, next_obs (obs_dim), terminated, truncated]. The
+    replay buffer stores float32, so nothing is lost. Records up to PIPE_BUF (4 KiB, obs_dim up to
+    about 500) are written atomically by one non-blocking write.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int):
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.length = 2 * obs_dim + act_dim + 3
+        self.nbytes = 4 * self.length
+
+    def pack(self, obs, act, reward, next_obs, terminated, truncated) -> bytes:
+        o, a = self.obs_dim, self.act_dim
+        rec = np.empty(self.length, dtype=np.float32)
+        rec[:o] = obs
+        rec[o : o + a] = act
+        rec[o + a] = reward
+        rec[o + a + 1 : 2 * o + a + 1] = next_obs
+        rec[-2] = 1.0 if terminated else 0.0
+        rec[-1] = 1.0 if truncated else 0.0
+        return rec.tobytes()
+
+    def unpack(self, rec: np.ndarray) -> tuple:
+        o, a = self.obs_dim, self.act_dim
+        return (rec[:o], rec[o : o + a], float(rec[o + a]), rec[o + a + 1 : 2 * o + a + 1],
+                bool(rec[-2]), bool(rec[-1]))
+
+
+def _grow_pipe(fd: int, want: int) -> None:
+    """Best effort: make a Linux pipe hold `want` bytes (F_SETPIPE_SZ, capped by pipe-max-size)."""
+    try:
+        import fcntl
+
+        setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+        try:
+            cap = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        except (OSError, ValueError):
+            cap = 1 << 20
+        fcntl.fcntl(fd, setsz, max(1 << 16, min(int(want), cap)))
+    except (ImportError, OSError):
+        return  # other systems keep their default pipe size; the parent's in-flight bound still holds
+
+
 # ============================================================================= child side
 
 
@@ -118,7 +164,7 @@ def _child_main(
     resume: bool,
     lockstep: bool,
     opts: WorkerOptions,
-    tq: Any,
+    tx_conn: Any,
     cmd_conn: Any,
     ev_conn: Any,
     parent_pid: int,
@@ -128,7 +174,7 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         worker = _Worker(
-            obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
+            obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tx_conn, cmd_conn, ev_conn,
             parent_pid, task_kwargs,
         )
         worker.run()
@@ -149,7 +195,7 @@ class _Worker:
     """The child's loop. Owns the MBPO instance; talks to the parent only through the channels."""
 
     def __init__(
-        self, obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tq, cmd_conn, ev_conn,
+        self, obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tx_conn, cmd_conn, ev_conn,
         parent_pid, task_kwargs,
     ):
         if opts.nice:
@@ -167,7 +213,11 @@ class _Worker:
         torch.set_num_threads(threads)
         self.opts = opts
         self.lockstep = lockstep
-        self.tq, self.cmd_conn, self.ev_conn = tq, cmd_conn, ev_conn
+        self.cmd_conn, self.ev_conn = cmd_conn, ev_conn
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.record = _Record(self.obs_dim, self.act_dim)
+        self.rxq: queue.SimpleQueue = queue.SimpleQueue()  # records read off the pipe, not yet ingested
+        self.tx_conn = tx_conn
         self.parent_pid = parent_pid
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / CHECKPOINT_DIRNAME
@@ -229,6 +279,7 @@ class _Worker:
             "last_checkpoint": self.last_checkpoint,
             "paused": self.paused,
             "resumed": self.resumed,
+            "received": self.n_received,
         }
 
     def send_stats(self, force: bool = False) -> None:
@@ -258,13 +309,34 @@ class _Worker:
         if os.getppid() != self.parent_pid:
             raise _ParentGone(f"parent pid {self.parent_pid} is gone")
 
+    def read_transitions(self) -> None:
+        """Reader thread: fixed-size records off the transition pipe into rxq, until EOF."""
+        fd, size = self.tx_conn.fileno(), self.record.nbytes
+        buf = bytearray()
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return  # the parent closed its end (close() or death); the main loop notices on its own
+            buf += data
+            n = len(buf) // size
+            if n:
+                recs = np.frombuffer(bytes(buf[: n * size]), dtype=np.float32).reshape(n, -1).copy()
+                del buf[: n * size]
+                for rec in recs:
+                    self.rxq.put(rec)
+
     def get_transition(self, timeout: float | None) -> tuple | None:
         try:
             if timeout is None:
-                return self.tq.get_nowait()
-            return self.tq.get(timeout=timeout)
+                rec = self.rxq.get_nowait()
+            else:
+                rec = self.rxq.get(timeout=timeout)
         except queue.Empty:
             return None
+        return self.record.unpack(rec)
 
     def ingest(self, tr: tuple) -> None:
         obs, act, reward, next_obs, terminated, truncated = tr
@@ -402,6 +474,7 @@ class _Worker:
         return True
 
     def run(self) -> None:
+        threading.Thread(target=self.read_transitions, name="mbpo-trainer-tx", daemon=True).start()
         self.send_snapshot(force=True)
         self.send(("ready", {"resumed": self.resumed, "env_steps": int(self.mbpo.env_steps)}, self.stats()))
         try:
@@ -466,7 +539,10 @@ class TrainerProcess:
 
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
-        self._tq: Any = None
+        self._record = _Record(self.obs_dim, self.act_dim)
+        self._tx_conn: Any = None  # write end of the transition pipe (non-blocking)
+        self._tx_fd = -1
+        self._received = 0  # transitions the child has taken in (from its latest report)
         self._cmd_conn: Any = None
         self._ev_conn: Any = None
         self._receiver: threading.Thread | None = None
@@ -500,7 +576,10 @@ class TrainerProcess:
 
         validate(self.cfg)  # a bad config fails here, in the caller, with the field named
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._tq = self._ctx.Queue(maxsize=self.queue_size)
+        tx_child, self._tx_conn = self._ctx.Pipe(duplex=False)
+        self._tx_fd = self._tx_conn.fileno()
+        _grow_pipe(self._tx_fd, self.queue_size * self._record.nbytes)
+        os.set_blocking(self._tx_fd, False)
         cmd_child, self._cmd_conn = self._ctx.Pipe(duplex=False)
         self._ev_conn, ev_child = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
@@ -508,7 +587,7 @@ class TrainerProcess:
             name="mbpo-trainer",
             args=(
                 self.obs_dim, self.act_dim, self.cfg, self.task_name, str(self.run_dir),
-                self.resume, self.lockstep, self.options, self._tq, cmd_child, ev_child, os.getpid(),
+                self.resume, self.lockstep, self.options, tx_child, cmd_child, ev_child, os.getpid(),
                 self.task_kwargs,
             ),
             daemon=True,
@@ -522,6 +601,7 @@ class TrainerProcess:
         finally:
             if restore is not None:
                 signal.signal(signal.SIGINT, restore)
+        tx_child.close()
         cmd_child.close()
         ev_child.close()
         self._receiver = threading.Thread(target=self._receive_loop, name="mbpo-trainer-rx", daemon=True)
@@ -569,9 +649,9 @@ class TrainerProcess:
         if proc.is_alive():
             proc.kill()
             proc.join(2.0)
-        if self._tq is not None:
-            self._tq.cancel_join_thread()  # never block interpreter exit on undelivered transitions
-            self._tq.close()
+        if self._tx_conn is not None:
+            self._tx_conn.close()
+            self._tx_fd = -1
         if self._cmd_conn is not None:
             self._cmd_conn.close()
         if self._receiver is not None:
@@ -613,16 +693,39 @@ class TrainerProcess:
             )
         if act.shape[0] != self.act_dim:
             raise ValueError(f"action has {act.shape[0]} values, the trainer expects {self.act_dim}")
-        if self._tq is None or self._closed or self._error:  # nobody will take it: count, never block
+        if (
+            self._tx_fd < 0 or self._closed or self._error  # nobody will take it
+            or self._n_submitted - self._received >= self.queue_size  # the bounded queue is full
+        ):
             self._dropped += 1
             return False
+        data = self._record.pack(obs, act, reward, next_obs, terminated, truncated)
         try:
-            self._tq.put_nowait((obs, act, float(reward), next_obs, bool(terminated), bool(truncated)))
-        except queue.Full:
-            self._dropped += 1
+            n = os.write(self._tx_fd, data)  # non-blocking; one syscall, no helper thread to wake
+        except (BlockingIOError, BrokenPipeError, OSError):
+            self._dropped += 1  # pipe full (the child is not reading) or gone
             return False
+        if n < len(data):  # only records above PIPE_BUF (4 KiB) can be split: finish this one
+            self._write_rest(memoryview(data)[n:])
         self._n_submitted += 1
         return True
+
+    def _write_rest(self, rest: memoryview) -> None:
+        deadline = time.monotonic() + 1.0
+        while len(rest):
+            if time.monotonic() > deadline:
+                with self._cond:
+                    self._error = "the transition pipe stalled in the middle of a record; no more transitions"
+                return
+            select.select([], [self._tx_fd], [], 0.05)
+            try:
+                rest = rest[os.write(self._tx_fd, rest) :]
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                with self._cond:
+                    self._error = f"the transition pipe failed: {e}"
+                return
 
     def latest_snapshot(self) -> PolicySnapshot | None:
         """The newest policy from the child (immutable; swapped atomically by the receiver thread)."""
@@ -740,6 +843,7 @@ class TrainerProcess:
                 self._install_snapshot(seq, arrays)
                 with self._cond:
                     self._child_stats.update(stats)
+                    self._received = int(stats.get("received", self._received))
                     self._cond.notify_all()
             elif kind == "ack":
                 _, env_steps, snap, stats = msg
@@ -749,10 +853,12 @@ class TrainerProcess:
                     self._acked_env_steps = max(self._acked_env_steps, env_steps)
                     if stats:
                         self._child_stats.update(stats)
+                        self._received = int(stats.get("received", self._received))
                     self._cond.notify_all()
             elif kind == "stats":
                 with self._cond:
                     self._child_stats.update(msg[1])
+                    self._received = int(msg[1].get("received", self._received))
             elif kind == "ready":
                 with self._cond:
                     self._child_stats.update(msg[2])
