@@ -109,9 +109,16 @@ def test_checkpoint_then_resume_keeps_every_transition(tmp_path, make_tp):
     trs = transitions(120)
     tp = make_tp(tmp_path)
     tp.start()
-    for tr in trs[:70]:
+    for tr in trs[:65]:
         assert tp.submit(*tr)
-    path = tp.request_checkpoint(timeout=60)
+    tp._ring._lock.acquire()  # the child is reading the ring: submits must neither block nor lose data
+    try:
+        for tr in trs[65:70]:
+            assert tp.submit(*tr)
+        assert len(tp._stash) == 5
+    finally:
+        tp._ring._lock.release()
+    path = tp.request_checkpoint(timeout=60)  # flushes the stash first
     assert Path(path) == tmp_path / "checkpoint" and Path(path).is_dir()
     st = tp.stats()
     assert st["env_steps"] == 70 and st["last_checkpoint"] == path
@@ -272,15 +279,16 @@ def test_async_schedule_retrains_without_starving_sac(tmp_path):
     done the utd * model_train_freq updates a synchronous loop does between two retrains."""
     import multiprocessing as mp
 
-    from mbpo_ros.core.trainer_process import _Worker
+    from mbpo_ros.core.trainer_process import _Ring, _Worker
 
     ctx = mp.get_context("spawn")
-    tx_r, tx_w = ctx.Pipe(duplex=False)
     cmd_r, cmd_w = ctx.Pipe(duplex=False)
     ev_r, ev_w = ctx.Pipe(duplex=False)
     opts = dataclasses.replace(OPTS, nice=0, chunk_updates=10)
     cfg = tiny_cfg(init_random_steps=30, model_train_freq=20, utd=2)
-    w = _Worker(OBS, ACT, cfg, "reach", str(tmp_path), False, False, opts, tx_r, cmd_r, ev_w, os.getppid(), {})
+    ring = _Ring(ctx, 1000, 2 * OBS + ACT + 3)
+    w = _Worker(OBS, ACT, cfg, "reach", str(tmp_path), False, False, opts, ring, None, cmd_r, ev_w, os.getppid(),
+                {})
     sink = threading.Thread(target=_drain_pipe, args=(ev_r,), daemon=True)  # the parent's receiver's role
     sink.start()
     m = w.mbpo
@@ -302,7 +310,7 @@ def test_async_schedule_retrains_without_starving_sac(tmp_path):
     assert m.sac_updates == 2 * (130 - 30) and m.model_trains == 2
     ev_w.close()
     sink.join(timeout=10)
-    for conn in (tx_r, tx_w, cmd_r, cmd_w, ev_r):
+    for conn in (cmd_r, cmd_w, ev_r):
         conn.close()
 
 

@@ -47,9 +47,8 @@ import collections
 import itertools
 import math
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
-import queue
-import select
 import signal
 import threading
 import time
@@ -108,19 +107,17 @@ def _auto_threads() -> int:
 
 
 class _Record:
-    """One transition as a fixed-size float32 record on the transition pipe.
+    """One transition as a fixed-size float32 record of the shared transition ring.
 
     Layout: [obs (obs_dim), act (act_dim), reward, next_obs (obs_dim), terminated, truncated]. The
-    replay buffer stores float32, so nothing is lost. Records up to PIPE_BUF (4 KiB, obs_dim up to
-    about 500) are written atomically by one non-blocking write.
+    replay buffer stores float32, so nothing is lost.
     """
 
     def __init__(self, obs_dim: int, act_dim: int):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.length = 2 * obs_dim + act_dim + 3
-        self.nbytes = 4 * self.length
 
-    def pack(self, obs, act, reward, next_obs, terminated, truncated) -> bytes:
+    def pack(self, obs, act, reward, next_obs, terminated, truncated) -> np.ndarray:
         o, a = self.obs_dim, self.act_dim
         rec = np.empty(self.length, dtype=np.float32)
         rec[:o] = obs
@@ -129,7 +126,7 @@ class _Record:
         rec[o + a + 1 : 2 * o + a + 1] = next_obs
         rec[-2] = 1.0 if terminated else 0.0
         rec[-1] = 1.0 if truncated else 0.0
-        return rec.tobytes()
+        return rec
 
     def unpack(self, rec: np.ndarray) -> tuple:
         o, a = self.obs_dim, self.act_dim
@@ -137,19 +134,70 @@ class _Record:
                 bool(rec[-2]), bool(rec[-1]))
 
 
-def _grow_pipe(fd: int, want: int) -> None:
-    """Best effort: make a Linux pipe hold `want` bytes (F_SETPIPE_SZ, capped by pipe-max-size)."""
-    try:
-        import fcntl
+class _Ring:
+    """Single-producer, single-consumer ring of float32 records in shared memory.
 
-        setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    data: [capacity, length] float32 (multiprocessing RawArray); counters [written, consumed]
+    (int64). Both sides hold a multiprocessing Lock while they touch it: uncontended it costs no
+    system call, and it orders the memory accesses on every CPU. The writer (the control thread)
+    never blocks: if the reader holds the lock, try_put writes nothing and the caller keeps the
+    records for the next call. Nothing wakes the reader: it polls, so a submit never hands the CPU
+    to another process (a pipe write or a queue's helper thread did: 4-8 ms p99 on a loaded box).
+    """
+
+    def __init__(self, ctx: Any, capacity: int, length: int):
+        self.capacity, self.length = int(capacity), int(length)
+        self._data = ctx.RawArray("f", self.capacity * self.length)
+        self._ctr = ctx.RawArray("q", 2)
+        self._lock = ctx.Lock()
+        self._views()
+
+    def _views(self) -> None:
+        self.data = np.frombuffer(self._data, dtype=np.float32).reshape(self.capacity, self.length)
+        self.ctr = np.frombuffer(self._ctr, dtype=np.int64)
+
+    def __getstate__(self) -> dict:  # sent to the child once, with the spawn arguments
+        return {"capacity": self.capacity, "length": self.length, "_data": self._data, "_ctr": self._ctr,
+                "_lock": self._lock}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._views()
+
+    def consumed(self) -> int:
+        """Records the reader has taken (a lock-free read of an aligned int64; may lag)."""
+        return int(self.ctr[1])
+
+    def try_put(self, records: list) -> int:
+        """Append as many of `records` ([length] each) as fit, without blocking; returns how many."""
+        if not self._lock.acquire(False):
+            return 0
         try:
-            cap = int(Path("/proc/sys/fs/pipe-max-size").read_text())
-        except (OSError, ValueError):
-            cap = 1 << 20
-        fcntl.fcntl(fd, setsz, max(1 << 16, min(int(want), cap)))
-    except (ImportError, OSError):
-        return  # other systems keep their default pipe size; the parent's in-flight bound still holds
+            w, r = int(self.ctr[0]), int(self.ctr[1])
+            n = min(len(records), self.capacity - (w - r))
+            for k in range(n):
+                self.data[(w + k) % self.capacity] = records[k]
+            self.ctr[0] = w + n
+        finally:
+            self._lock.release()
+        return n
+
+    def put_blocking(self, records: list, timeout: float) -> int:
+        """try_put that may wait up to `timeout` s for the lock (not for the control thread)."""
+        if not self._lock.acquire(True, timeout):
+            return 0
+        self._lock.release()
+        return self.try_put(records)
+
+    def take(self) -> np.ndarray:
+        """All records written and not yet taken, oldest first: [n, length] (a copy)."""
+        with self._lock:
+            w, r = int(self.ctr[0]), int(self.ctr[1])
+            if w == r:
+                return self.data[:0].copy()
+            out = self.data[np.arange(r, w) % self.capacity]  # fancy indexing copies
+            self.ctr[1] = w
+        return out
 
 
 # ============================================================================= child side
@@ -164,7 +212,8 @@ def _child_main(
     resume: bool,
     lockstep: bool,
     opts: WorkerOptions,
-    tx_conn: Any,
+    ring: _Ring,
+    bell_conn: Any,
     cmd_conn: Any,
     ev_conn: Any,
     parent_pid: int,
@@ -174,8 +223,8 @@ def _child_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         worker = _Worker(
-            obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tx_conn, cmd_conn, ev_conn,
-            parent_pid, task_kwargs,
+            obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, ring, bell_conn, cmd_conn,
+            ev_conn, parent_pid, task_kwargs,
         )
         worker.run()
     except BaseException as e:  # noqa: BLE001 - everything is reported to the parent, then re-raised
@@ -195,8 +244,8 @@ class _Worker:
     """The child's loop. Owns the MBPO instance; talks to the parent only through the channels."""
 
     def __init__(
-        self, obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, tx_conn, cmd_conn, ev_conn,
-        parent_pid, task_kwargs,
+        self, obs_dim, act_dim, cfg, task_name, run_dir, resume, lockstep, opts, ring, bell_conn, cmd_conn,
+        ev_conn, parent_pid, task_kwargs,
     ):
         if opts.nice:
             os.nice(int(opts.nice))
@@ -216,8 +265,9 @@ class _Worker:
         self.cmd_conn, self.ev_conn = cmd_conn, ev_conn
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.record = _Record(self.obs_dim, self.act_dim)
-        self.rxq: queue.SimpleQueue = queue.SimpleQueue()  # records read off the pipe, not yet ingested
-        self.tx_conn = tx_conn
+        self.ring = ring
+        self.bell_conn = bell_conn  # lock-step only: one byte per submitted transition wakes us
+        self.last_ack_t = 0.0
         self.parent_pid = parent_pid
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / CHECKPOINT_DIRNAME
@@ -309,34 +359,17 @@ class _Worker:
         if os.getppid() != self.parent_pid:
             raise _ParentGone(f"parent pid {self.parent_pid} is gone")
 
-    def read_transitions(self) -> None:
-        """Reader thread: fixed-size records off the transition pipe into rxq, until EOF."""
-        fd, size = self.tx_conn.fileno(), self.record.nbytes
-        buf = bytearray()
-        while True:
+    def wait_for_work(self, timeout: float) -> None:
+        """Sleep until a command (or, in lock-step, a transition) arrives, at most `timeout` s."""
+        if self.bell_conn is None:
+            self.cmd_conn.poll(timeout)
+            return
+        ready = mp_connection.wait([self.cmd_conn, self.bell_conn], timeout)
+        if self.bell_conn in ready:
             try:
-                data = os.read(fd, 1 << 16)
-            except OSError:
-                return
-            if not data:
-                return  # the parent closed its end (close() or death); the main loop notices on its own
-            buf += data
-            n = len(buf) // size
-            if n:
-                recs = np.frombuffer(bytes(buf[: n * size]), dtype=np.float32).reshape(n, -1).copy()
-                del buf[: n * size]
-                for rec in recs:
-                    self.rxq.put(rec)
-
-    def get_transition(self, timeout: float | None) -> tuple | None:
-        try:
-            if timeout is None:
-                rec = self.rxq.get_nowait()
-            else:
-                rec = self.rxq.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        return self.record.unpack(rec)
+                os.read(self.bell_conn.fileno(), 1 << 16)
+            except BlockingIOError:
+                pass  # another wake-up already emptied it: the ring is what counts
 
     def ingest(self, tr: tuple) -> None:
         obs, act, reward, next_obs, terminated, truncated = tr
@@ -354,19 +387,19 @@ class _Worker:
         arrays = self.snapshot_arrays()
         return None if arrays is None else (self.snapshot_seq, arrays)
 
-    def drain(self, max_items: int = 1000, wait: float | None = None) -> int:
-        """Move up to max_items queued transitions into MBPO; wait up to `wait` s for the first one."""
-        n = 0
-        tr = self.get_transition(wait)
-        while tr is not None:
-            self.ingest(tr)
-            n += 1
-            if n >= max_items:
-                break
-            tr = self.get_transition(None)
-        if n and not self.lockstep:
+    def drain(self, wait: float | None = None) -> int:
+        """Move every transition in the ring into MBPO; if there is none, wait up to `wait` s first."""
+        recs = self.ring.take()
+        if not len(recs) and wait:
+            self.wait_for_work(wait)
+            recs = self.ring.take()
+        for rec in recs:
+            self.ingest(self.record.unpack(rec))
+        now = time.monotonic()
+        if len(recs) and not self.lockstep and now - self.last_ack_t >= self.opts.stats_interval_s:
+            self.last_ack_t = self.last_stats_t = now  # rate-limited: the parent stays quiet
             self.send(("ack", int(self.mbpo.env_steps), None, self.stats()))
-        return n
+        return len(recs)
 
     def drain_until(self, target: int) -> None:
         """Drain until every transition the parent accepted before a request has arrived."""
@@ -378,7 +411,10 @@ class _Worker:
                     f"only {self.n_received} of {target} submitted transitions arrived within "
                     f"{self.opts.drain_timeout_s} s"
                 )
-            self.drain(max_items=target - self.n_received, wait=min(left, 0.1))
+            self.drain(wait=min(left, 0.01))
+        if not self.lockstep:  # acknowledge at once: a request is waiting
+            self.last_ack_t = time.monotonic()
+            self.send(("ack", int(self.mbpo.env_steps), None, self.stats()))
 
     # ---------------------------------------------------------------- commands
 
@@ -474,7 +510,8 @@ class _Worker:
         return True
 
     def run(self) -> None:
-        threading.Thread(target=self.read_transitions, name="mbpo-trainer-tx", daemon=True).start()
+        if self.bell_conn is not None:
+            os.set_blocking(self.bell_conn.fileno(), False)
         self.send_snapshot(force=True)
         self.send(("ready", {"resumed": self.resumed, "env_steps": int(self.mbpo.env_steps)}, self.stats()))
         try:
@@ -485,7 +522,7 @@ class _Worker:
                 if self.lockstep:
                     self.drain(wait=0.05)
                 else:
-                    self.drain(max_items=1000)
+                    self.drain()
                     busy = (not self.paused) and self.async_work()
                     if not busy:
                         self.drain(wait=0.02)
@@ -540,9 +577,10 @@ class TrainerProcess:
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._record = _Record(self.obs_dim, self.act_dim)
-        self._tx_conn: Any = None  # write end of the transition pipe (non-blocking)
-        self._tx_fd = -1
-        self._received = 0  # transitions the child has taken in (from its latest report)
+        self._ring: _Ring | None = None
+        self._stash: list = []  # records the ring could not take yet (its lock was busy), oldest first
+        self._bell_conn: Any = None  # lock-step only: write end of the wake-up pipe
+        self._bell_fd = -1
         self._cmd_conn: Any = None
         self._ev_conn: Any = None
         self._receiver: threading.Thread | None = None
@@ -576,10 +614,12 @@ class TrainerProcess:
 
         validate(self.cfg)  # a bad config fails here, in the caller, with the field named
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tx_child, self._tx_conn = self._ctx.Pipe(duplex=False)
-        self._tx_fd = self._tx_conn.fileno()
-        _grow_pipe(self._tx_fd, self.queue_size * self._record.nbytes)
-        os.set_blocking(self._tx_fd, False)
+        self._ring = _Ring(self._ctx, self.queue_size, self._record.length)
+        bell_child = None
+        if self.lockstep:
+            bell_child, self._bell_conn = self._ctx.Pipe(duplex=False)
+            self._bell_fd = self._bell_conn.fileno()
+            os.set_blocking(self._bell_fd, False)
         cmd_child, self._cmd_conn = self._ctx.Pipe(duplex=False)
         self._ev_conn, ev_child = self._ctx.Pipe(duplex=False)
         self._proc = self._ctx.Process(
@@ -587,7 +627,8 @@ class TrainerProcess:
             name="mbpo-trainer",
             args=(
                 self.obs_dim, self.act_dim, self.cfg, self.task_name, str(self.run_dir),
-                self.resume, self.lockstep, self.options, tx_child, cmd_child, ev_child, os.getpid(),
+                self.resume, self.lockstep, self.options, self._ring, bell_child, cmd_child, ev_child,
+                os.getpid(),
                 self.task_kwargs,
             ),
             daemon=True,
@@ -601,7 +642,8 @@ class TrainerProcess:
         finally:
             if restore is not None:
                 signal.signal(signal.SIGINT, restore)
-        tx_child.close()
+        if bell_child is not None:
+            bell_child.close()
         cmd_child.close()
         ev_child.close()
         self._receiver = threading.Thread(target=self._receive_loop, name="mbpo-trainer-rx", daemon=True)
@@ -637,6 +679,7 @@ class TrainerProcess:
             return
         deadline = time.monotonic() + max(0.0, float(timeout))
         if proc.is_alive():
+            self._flush_stash(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
             try:
                 with self._cmd_lock:
                     self._cmd_conn.send(("close", bool(checkpoint), self._n_submitted))
@@ -649,9 +692,9 @@ class TrainerProcess:
         if proc.is_alive():
             proc.kill()
             proc.join(2.0)
-        if self._tx_conn is not None:
-            self._tx_conn.close()
-            self._tx_fd = -1
+        if self._bell_conn is not None:
+            self._bell_conn.close()
+            self._bell_fd = -1
         if self._cmd_conn is not None:
             self._cmd_conn.close()
         if self._receiver is not None:
@@ -693,39 +736,34 @@ class TrainerProcess:
             )
         if act.shape[0] != self.act_dim:
             raise ValueError(f"action has {act.shape[0]} values, the trainer expects {self.act_dim}")
+        ring = self._ring
         if (
-            self._tx_fd < 0 or self._closed or self._error  # nobody will take it
-            or self._n_submitted - self._received >= self.queue_size  # the bounded queue is full
+            ring is None or self._closed or self._error  # nobody will take it
+            or self._n_submitted - ring.consumed() >= self.queue_size  # the bounded queue is full
         ):
             self._dropped += 1
             return False
-        data = self._record.pack(obs, act, reward, next_obs, terminated, truncated)
-        try:
-            n = os.write(self._tx_fd, data)  # non-blocking; one syscall, no helper thread to wake
-        except (BlockingIOError, BrokenPipeError, OSError):
-            self._dropped += 1  # pipe full (the child is not reading) or gone
-            return False
-        if n < len(data):  # only records above PIPE_BUF (4 KiB) can be split: finish this one
-            self._write_rest(memoryview(data)[n:])
+        rec = self._record.pack(obs, act, reward, next_obs, terminated, truncated)
+        if self._stash:
+            self._stash.append(rec)
+            self._stash = self._stash[ring.try_put(self._stash) :]
+        elif not ring.try_put([rec]):
+            self._stash = [rec]  # the child holds the ring for a few microseconds: next call
         self._n_submitted += 1
+        if self._bell_fd >= 0:  # lock-step: wake the child (it waits for exactly this)
+            try:
+                os.write(self._bell_fd, b"\0")
+            except OSError:
+                pass  # full (it has wake-ups pending anyway) or gone (stats() says so)
         return True
 
-    def _write_rest(self, rest: memoryview) -> None:
-        deadline = time.monotonic() + 1.0
-        while len(rest):
-            if time.monotonic() > deadline:
-                with self._cond:
-                    self._error = "the transition pipe stalled in the middle of a record; no more transitions"
-                return
-            select.select([], [self._tx_fd], [], 0.05)
-            try:
-                rest = rest[os.write(self._tx_fd, rest) :]
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                with self._cond:
-                    self._error = f"the transition pipe failed: {e}"
-                return
+    def _flush_stash(self, timeout: float = 1.0) -> None:
+        """Before a request that counts submitted transitions: push out what the ring did not take."""
+        deadline = time.monotonic() + timeout
+        while self._stash and self._ring is not None and time.monotonic() < deadline:
+            self._stash = self._stash[self._ring.put_blocking(self._stash, 0.05) :]
+            if self._stash:
+                time.sleep(0.005)
 
     def latest_snapshot(self) -> PolicySnapshot | None:
         """The newest policy from the child (immutable; swapped atomically by the receiver thread)."""
@@ -759,6 +797,7 @@ class TrainerProcess:
         Returns the checkpoint path. Raises RuntimeError (child error text) or TimeoutError.
         """
         req_id = next(self._ckpt_ids)
+        self._flush_stash()
         self._send_cmd(("checkpoint", req_id, self._n_submitted))
         deadline = time.monotonic() + float(timeout)
         with self._cond:
@@ -843,7 +882,6 @@ class TrainerProcess:
                 self._install_snapshot(seq, arrays)
                 with self._cond:
                     self._child_stats.update(stats)
-                    self._received = int(stats.get("received", self._received))
                     self._cond.notify_all()
             elif kind == "ack":
                 _, env_steps, snap, stats = msg
@@ -853,12 +891,10 @@ class TrainerProcess:
                     self._acked_env_steps = max(self._acked_env_steps, env_steps)
                     if stats:
                         self._child_stats.update(stats)
-                        self._received = int(stats.get("received", self._received))
-                    self._cond.notify_all()
+                        self._cond.notify_all()
             elif kind == "stats":
                 with self._cond:
                     self._child_stats.update(msg[1])
-                    self._received = int(msg[1].get("received", self._received))
             elif kind == "ready":
                 with self._cond:
                     self._child_stats.update(msg[2])
