@@ -91,7 +91,11 @@ def main() -> int:
     p.add_argument("--real", type=int, default=20_000, help="real transitions in the buffer for the model fit")
     p.add_argument("--horizon", type=int, default=15, help="rollout length (Hopper's schedule ends at 15)")
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    p.add_argument("--ratios-only", action="store_true",
+                   help="only the SAC update and ensemble step against matmul (no model fit, no rollout)")
     args = p.parse_args()
+    if args.ratios_only:
+        args.real, args.horizon = 2000, 1
     torch.set_num_threads(args.threads)
     reps = 2 if args.quick else 5
     print("command:", " ".join([sys.executable.split("/")[-1]] + sys.argv))
@@ -108,13 +112,13 @@ def main() -> int:
     # --- matmul throughput for the shapes that matter
     h, eh = cfg.sac.hidden_size, cfg.ensemble.hidden_size
     mm_big = bmm_gflops(1, 2048, 2048, 2048, 3)
-    mm_sac = bmm_gflops(2, 256, h, h, 200)
-    mm_ens = bmm_gflops(cfg.ensemble.num_members, 256, eh, eh, 100)
-    print(f"matmul 2048^3: {mm_big:.1f} GFLOP/s; bmm [2,256,{h}]x[{h},{h}]: {mm_sac:.1f}; "
-          f"bmm [7,256,{eh}]x[{eh},{eh}]: {mm_ens:.1f}")
+    print(f"matmul 2048^3: {mm_big:.1f} GFLOP/s (machine reference)", flush=True)
 
     # --- model fits: the first (cold) one, then a steady-state (warm) one after 250 more steps
     agent.env_steps = cfg.mbpo.init_random_steps
+    if args.ratios_only:
+        agent.cfg.mbpo.max_model_updates = 1
+        agent.cfg.mbpo.rollout_batch_size = cfg.mbpo.rollout_batch_size = 2000
     t = time.perf_counter()
     fit0 = agent.train_model()
     t_fit0 = time.perf_counter() - t
@@ -136,13 +140,9 @@ def main() -> int:
     ro = branched_rollout(agent.ensemble, agent.sac.actor, agent.task, agent.real_buffer, agent.model_buffer,
                           cfg.mbpo.rollout_batch_size, args.horizon, 0.0, agent.generator, cfg.mbpo.rollout_chunk)
     t_roll = time.perf_counter() - t
-    n_upd = 100 if args.quick else 400
-    t_sac = best_time(lambda: agent.update(n_upd, sync=False), 1, reps) / n_upd
-    agent.sac_metrics()
-    sac_flops = sac_update_flops(OBS, ACT, h, cfg.sac.num_hidden, cfg.sac.batch_size)
-    sac_gf = sac_flops / t_sac / 1e9
-
-    # --- ensemble training step (same shapes as fit(): [7, 256, 14] -> [7, 256, 24])
+    # --- SAC update and ensemble step, each timed interleaved with a bmm of its own shape, so that
+    # both see the same machine load (best of the repeats for each)
+    n_upd = 50 if args.quick else 200
     ens = agent.ensemble
     g = torch.Generator().manual_seed(0)
     xn = torch.randn(cfg.ensemble.num_members, 256, OBS + ACT, generator=g)
@@ -154,7 +154,20 @@ def main() -> int:
         loss.backward()
         ens.optimizer.step()
 
-    t_ens = best_time(ens_step, 20 if args.quick else 50, reps)
+    a_s, b_s = torch.randn(2, 256, h), torch.randn(2, h, h)
+    a_e, b_e = torch.randn(cfg.ensemble.num_members, 256, eh), torch.randn(cfg.ensemble.num_members, eh, eh)
+    t_sac = t_ens = t_bs = t_be = float("inf")
+    agent.update(10, sync=True)
+    for _ in range(reps):
+        t_bs = min(t_bs, best_time(lambda: torch.bmm(a_s, b_s), 100, 1))
+        t_sac = min(t_sac, best_time(lambda: agent.update(n_upd, sync=False), 1, 1) / n_upd)
+        t_be = min(t_be, best_time(lambda: torch.bmm(a_e, b_e), 50, 1))
+        t_ens = min(t_ens, best_time(ens_step, 20, 1))
+    agent.sac_metrics()
+    mm_sac = 2 * 2 * 256 * h * h / t_bs / 1e9
+    mm_ens = 2 * cfg.ensemble.num_members * 256 * eh * eh / t_be / 1e9
+    sac_flops = sac_update_flops(OBS, ACT, h, cfg.sac.num_hidden, cfg.sac.batch_size)
+    sac_gf = sac_flops / t_sac / 1e9
     ens_flops = ensemble_step_flops(OBS + ACT, OBS + 1, eh, cfg.ensemble.num_hidden, cfg.ensemble.num_members, 256)
     ens_gf = ens_flops / t_ens / 1e9
 
@@ -165,10 +178,11 @@ def main() -> int:
     rollout_sps = ro["rollout_predicted"] / t_roll
 
     print(f"SAC update: {t_sac * 1e3:.2f} ms = {1 / t_sac:.0f} updates/s; {sac_flops / 1e6:.0f} MFLOP -> "
-          f"{sac_gf:.1f} GFLOP/s = {100 * sac_gf / mm_sac:.0f}% of the measured bmm at its shape")
+          f"{sac_gf:.1f} GFLOP/s = {100 * sac_gf / mm_sac:.0f}% of bmm [2,256,{h}]x[{h},{h}] measured "
+          f"alongside ({mm_sac:.1f} GFLOP/s)")
     print(f"ensemble train step (7x4x200, batch 256/member): {t_ens * 1e3:.2f} ms = "
           f"{7 * 256 / t_ens:.0f} samples/s (member-samples); {ens_flops / 1e6:.0f} MFLOP -> {ens_gf:.1f} GFLOP/s = "
-          f"{100 * ens_gf / mm_ens:.0f}% of the measured bmm at its shape")
+          f"{100 * ens_gf / mm_ens:.0f}% of bmm [7,256,{eh}]x[{eh},{eh}] measured alongside ({mm_ens:.1f} GFLOP/s)")
     print(f"rollout: {m.rollout_batch_size} starts x horizon {args.horizon}: {t_roll:.2f} s, "
           f"{rollout_sps:.0f} model samples/s ({ro['rollout_samples']} stored)")
     print(f"steady state per 1,000 env steps (Hopper: {retrains} retrains + rollouts, {1000 * m.utd} SAC updates): "
