@@ -6,6 +6,7 @@ and submits one transition per tick to the trainer, as agent_node does. Beside i
 
 - idle:    nothing (the machine's own timer jitter),
 - process: TrainerProcess (the product: MBPO in a spawned child, nice +10, torch threads auto),
+- idleproc: TrainerProcess with WorkerOptions(sched_idle=True) (the child under SCHED_IDLE),
 - thread:  the same MBPO work in a thread of this process (the design we rejected).
 
 The trainer runs the reach preset's networks (ensemble 7x4x200, SAC 2x256) and is kept saturated:
@@ -155,9 +156,9 @@ class ThreadTrainer:
 class ProcessTrainer:
     """The product: TrainerProcess."""
 
-    def __init__(self, cfg, torch_threads: int, run_dir: str):
+    def __init__(self, cfg, torch_threads: int, run_dir: str, sched_idle: bool = False):
         self.tp = TrainerProcess(OBS, ACT, cfg, "reach", run_dir, resume=False,
-                                 options=WorkerOptions(torch_threads=torch_threads))
+                                 options=WorkerOptions(torch_threads=torch_threads, sched_idle=sched_idle))
 
     def start(self):
         self.tp.start()
@@ -195,6 +196,7 @@ def control_loop(rate: float, seconds: float, trainer, snapshot, rng, transition
     n = int(round(rate * seconds))
     errors = np.empty(n)
     latency = np.empty(n)
+    submit = np.zeros(n)
     missed = 0
     obs = transitions[0][0]
     start = time.perf_counter()
@@ -210,19 +212,23 @@ def control_loop(rate: float, seconds: float, trainer, snapshot, rng, transition
         snap.act(obs, deterministic=False, rng=rng)
         latency[i] = time.perf_counter() - t0
         if trainer is not None:
+            t1 = time.perf_counter()
             trainer.submit(*transitions[i % len(transitions)])
+            submit[i] = time.perf_counter() - t1
         deadline += period
         late = woke - deadline
         if late > 0:  # more than a whole period late: skip the missed ticks, keep the phase
             skipped = int(late // period) + 1
             missed += skipped
             deadline += skipped * period
-    return {"errors": errors, "latency": latency, "missed": missed, "elapsed": time.perf_counter() - start}
+    return {"errors": errors, "latency": latency, "submit": submit, "missed": missed,
+            "elapsed": time.perf_counter() - start}
 
 
 def summarize(mode: str, rate: float, parts: list[dict], updates: float, seconds: float) -> dict:
     e = np.concatenate([p["errors"] for p in parts]) * 1e3
     lat = np.concatenate([p["latency"] for p in parts]) * 1e3
+    sub = np.concatenate([p["submit"] for p in parts]) * 1e3
     return {
         "mode": mode,
         "rate_hz": rate,
@@ -234,13 +240,14 @@ def summarize(mode: str, rate: float, parts: list[dict], updates: float, seconds
         "missed": int(sum(p["missed"] for p in parts)),
         "inf_p50": float(np.percentile(lat, 50)),
         "inf_p99": float(np.percentile(lat, 99)),
+        "submit_p99": float(np.percentile(sub, 99)) if mode != "idle" else math.nan,
         "updates_per_s": updates / seconds if mode != "idle" else math.nan,
         "load1": os.getloadavg()[0],
     }
 
 
 def run_interleaved(modes, rates, seconds: float, rounds: int, torch_threads: int, backlog: int,
-                    seed: int) -> list[dict]:
+                    seed: int, sched_idle: bool = False) -> list[dict]:
     """Both trainers alive, only one training at a time; modes alternate in short slices per rate.
 
     The machine is shared and its load drifts, so each (mode, rate) gets `rounds` slices of
@@ -253,7 +260,9 @@ def run_interleaved(modes, rates, seconds: float, rounds: int, torch_threads: in
     tmp = tempfile.TemporaryDirectory(prefix="control_loop_bench_")
     try:
         if "process" in modes:
-            trainers["process"] = ProcessTrainer(cfg, torch_threads, tmp.name)
+            trainers["process"] = ProcessTrainer(cfg, torch_threads, os.path.join(tmp.name, "p"), sched_idle)
+        if "idleproc" in modes:
+            trainers["idleproc"] = ProcessTrainer(cfg, torch_threads, os.path.join(tmp.name, "i"), True)
         if "thread" in modes:
             trainers["thread"] = ThreadTrainer(cfg, torch_threads)
         for tr in trainers.values():
@@ -408,14 +417,14 @@ def run_agent_node(rates, seconds: float) -> list[dict]:
 
 HEADER = (
     f"{'mode':8s} {'rate':>5s} {'achieved':>9s} {'err p50':>8s} {'err p99':>8s} {'err max':>8s} "
-    f"{'missed':>6s} {'inf p50':>8s} {'inf p99':>8s} {'SAC upd/s':>9s} {'load':>5s}"
+    f"{'missed':>6s} {'inf p50':>8s} {'inf p99':>8s} {'sub p99':>8s} {'SAC upd/s':>9s} {'load':>5s}"
 )
 
 
 def format_row(r: dict) -> str:
     s = (
         f"{r['mode']:8s} {r['rate_hz']:5.0f} {r['achieved_hz']:8.1f}  {r['err_p50']:7.2f}  {r['err_p99']:7.2f}  "
-        f"{r['err_max']:7.2f}  {r['missed'] if r['missed'] >= 0 else '-':>6}  {r['inf_p50']:7.3f}  {r['inf_p99']:7.3f}  {r['updates_per_s']:8.1f}  {r['load1']:4.1f}"
+        f"{r['err_max']:7.2f}  {r['missed'] if r['missed'] >= 0 else '-':>6}  {r['inf_p50']:7.3f}  {r['inf_p99']:7.3f}  {r.get('submit_p99', math.nan):7.3f}  {r['updates_per_s']:8.1f}  {r['load1']:4.1f}"
     )
     return s + (f"   ERROR: {r['error']}" if r.get("error") else "")
 
@@ -431,7 +440,9 @@ def machine() -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modes", nargs="+", default=["idle", "process", "thread"], choices=["idle", "process", "thread"])
+    p.add_argument("--modes", nargs="+", default=["idle", "process", "thread"],
+                   choices=["idle", "process", "idleproc", "thread"],
+                   help="idleproc = TrainerProcess with WorkerOptions(sched_idle=True)")
     p.add_argument("--rates", nargs="+", type=float, default=[20.0, 100.0, 200.0], help="control rates (Hz)")
     p.add_argument("--seconds", type=float, default=8.0, help="measured seconds per mode and rate")
     p.add_argument("--rounds", type=int, default=4, help="interleaved slices per mode and rate")
@@ -439,6 +450,7 @@ def main(argv=None) -> int:
                    help="torch threads of the trainer (0 = TrainerProcess's automatic choice: cores - 1)")
     p.add_argument("--backlog", type=int, default=2000, help="random transitions queued before measuring")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sched-idle", action="store_true", help="run the trainer child under SCHED_IDLE")
     p.add_argument("--agent-node", action="store_true",
                    help="instead: run twin_node + agent_node (train mode) and read the agent's loop timing "
                         "from /diagnostics (give --seconds >= 2000 periods, e.g. 25 at 100 Hz)")
@@ -449,6 +461,7 @@ def main(argv=None) -> int:
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, *sys.argv])}")
     print(f"machine: {machine()}, torch {torch.__version__}, trainer torch threads {threads}")
     print("period error = wake-up time - deadline (ms); inference = PolicySnapshot.act, one observation (ms);")
+    print("sub = TrainerProcess.submit (or the thread's queue put), ms;")
     print("load = 1-min load average at the end of the row (other users of the machine make it noisy)")
     print(HEADER, flush=True)
     t0 = time.monotonic()
@@ -457,7 +470,8 @@ def main(argv=None) -> int:
         run_agent_node(args.rates, args.seconds)
         print(f"total {time.monotonic() - t0:.0f} s")
         return 0
-    run_interleaved(args.modes, args.rates, args.seconds, args.rounds, threads, args.backlog, args.seed)
+    run_interleaved(args.modes, args.rates, args.seconds, args.rounds, threads, args.backlog, args.seed,
+                    args.sched_idle)
     print(f"total {time.monotonic() - t0:.0f} s")
     return 0
 

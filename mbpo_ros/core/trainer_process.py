@@ -76,6 +76,10 @@ class WorkerOptions:
     so that one core stays free for the control process (docs/benchmarks.md, "Control loop")."""
     nice: int = 10
     """increment of the child's nice value (os.nice), so the control loop wins a contended CPU; 0 = off."""
+    sched_idle: bool = False
+    """Linux: run the child under SCHED_IDLE, so a waking control thread always preempts it at once.
+    It then gets only CPU time nobody else wants: right on a robot computer with spare cores, slow on a
+    machine shared with other CPU-bound jobs (docs/benchmarks.md, "Control loop")."""
     chunk_updates: int = 25
     """SAC updates between two snapshots in async mode (smaller: fresher policy, more pipe traffic)."""
     stats_interval_s: float = 0.5
@@ -249,6 +253,10 @@ class _Worker:
     ):
         if opts.nice:
             os.nice(int(opts.nice))
+        if opts.sched_idle:
+            if not hasattr(os, "SCHED_IDLE"):
+                raise ValueError("sched_idle needs Linux (os.SCHED_IDLE); set WorkerOptions(sched_idle=False)")
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         import torch
 
         from mbpo_ros.core.config import validate
