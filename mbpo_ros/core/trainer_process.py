@@ -10,10 +10,15 @@ process", and docs/benchmarks.md, "Control loop"). The control side keeps only a
 Processes and channels::
 
     parent (control process)                         child (spawned, nice +10, SIGINT ignored)
-    submit() -> bounded mp.Queue of transitions ---> drain -> MBPO.add()
-    set_paused/request_checkpoint/close -> cmd Pipe -> handled between chunks of work
+    submit() -> shared-memory ring of float32 records -> polled between pieces of work -> MBPO.add()
+               (+ one doorbell byte per transition in lock-step mode, which the child waits on)
+    set_paused/request_checkpoint/close -> cmd Pipe -> handled between pieces of work
     receiver thread <- event Pipe <------------------ ready / snapshot arrays / acks / stats / errors
        builds a PolicySnapshot and swaps it in with one attribute assignment
+
+``submit()`` makes no system call that wakes another task (a queue's feeder thread or a pipe write
+did, and on a loaded machine the control thread then lost its CPU for milliseconds: submit p99
+4-8 ms against 0.06 ms with the ring).
 
 Modes:
 
@@ -30,7 +35,7 @@ Modes:
   on that acknowledgement.
 
 Ordering: every accepted transition is counted in the parent; a checkpoint or close request
-carries that count and the child drains the queue up to it first, so a checkpoint holds every
+carries that count and the child drains the ring up to it first, so a checkpoint holds every
 transition submitted before it was requested.
 
 Shutdown: the child ignores SIGINT (Ctrl-C in a terminal hits the whole process group), so the
