@@ -20,7 +20,10 @@ import pytest
 SEEDS = (0, 1)
 TARGET = 950.0
 MAX_STEPS = 5000
-TIMEOUT_S = 600
+# Budget: 10 minutes for both seeds on a quiet 2-core machine (about 5 expected). The hard kill is
+# later so that a machine shared with other jobs gives a slow pass rather than a false failure; the
+# criterion itself is in env steps, not seconds.
+TIMEOUT_S = 1200
 
 
 @pytest.mark.slow
