@@ -74,8 +74,8 @@ def test_epoch_and_time_caps_bound_training():
     out = model.fit(x, y, gen, max_epochs=3)
     assert out["model_epochs"] == 3
     assert out["model_updates"] == 3 * 10 and out["model_capped"] == 1  # 2400 training samples / 256
-    out = model.fit(x, y, gen, max_epochs=0, max_seconds=0.05)
-    assert out["model_epochs"] == 1  # the cap is checked every minibatch
+    out = model.fit(x, y, gen, max_epochs=0, max_seconds=1e-6)  # any minibatch takes longer
+    assert out["model_epochs"] == 1 and out["model_updates"] == 1  # the cap is checked every minibatch
     assert out["model_train_seconds"] < 5.0
     out = model.fit(x, y, gen, max_updates=25)
     assert out["model_updates"] == 25 and out["model_epochs"] == 3 and out["model_capped"] == 1
