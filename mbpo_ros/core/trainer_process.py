@@ -790,15 +790,25 @@ class TrainerProcess:
         False on timeout or if the child is dead.
         """
         deadline = time.monotonic() + float(timeout)
-        with self._cond:
-            while self._acked_env_steps < env_steps:
+        while True:
+            # A record the ring could not take (stash) is what the child is waiting for in lock-step:
+            # nothing else would push it, so push it here and ring the bell again.
+            if self._stash and self._ring is not None:
+                self._stash = self._stash[self._ring.try_put(self._stash) :]
+                if not self._stash and self._bell_fd >= 0:
+                    try:
+                        os.write(self._bell_fd, b"\0")
+                    except OSError:
+                        pass  # full (wake-ups pending anyway) or gone (the liveness check says so)
+            with self._cond:
+                if self._acked_env_steps >= env_steps:
+                    return True
                 if self._error or self._closed or self._proc is None or not self._proc.is_alive():
                     return False
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(min(left, 0.5))
-            return True
+                self._cond.wait(min(left, 0.005 if self._stash else 0.5))
 
     def set_paused(self, paused: bool) -> None:
         """Pause (True) or resume (False) training; transitions are still taken in while paused."""
