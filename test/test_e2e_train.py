@@ -17,8 +17,9 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
-#: reduced budget: enough env steps for MBPO to get past its random-exploration phase and learn
-REDUCED_STEPS = 3000
+#: reduced budget (the default is 6000): where the tuned preset first reaches 50-100 % deterministic success;
+#: at 3000-3500 steps the final distance is already far below random but success is 0-10 %, too close to call
+REDUCED_STEPS = 4500
 TIME_LIMIT_S = 480  # the slow end-to-end budget: 8 minutes
 
 
