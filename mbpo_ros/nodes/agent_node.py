@@ -51,7 +51,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from mbpo_ros.core.reach import ReachConfig, ReachTask
+from mbpo_ros.core.reach import ReachTask
 from mbpo_ros.core.safety import (
     CommandShaper,
     EStop,
@@ -66,7 +66,7 @@ from mbpo_ros.core.safety import (
 )
 from mbpo_ros.nodes.params import AgentSettings, ParameterError, declare_parameters
 
-#: ReachConfig fields that change the reward (the trainer process uses the default ReachTask)
+#: ReachConfig fields that change the reward (config/mbpo.yaml must carry ReachConfig's defaults)
 REWARD_FIELDS = ("success_threshold", "distance_weight", "action_penalty", "success_bonus")
 EPISODE_COLUMNS = ("env_steps", "episodes", "episode_return", "success", "final_distance_m",
                    "achieved_utd", "model_loss", "wall_seconds")
@@ -241,15 +241,11 @@ class AgentNode(Node):
         if p.mode == "train":
             from mbpo_ros.core.trainer_process import TrainerProcess
 
-            default = ReachConfig()
-            changed = [f for f in REWARD_FIELDS if getattr(s.reach, f) != getattr(default, f)]
-            if changed:
-                self.get_logger().warning(
-                    f"reach.{', reach.'.join(changed)} differ from the defaults: the transitions carry the "
-                    "node's reward, but the trainer's model rollouts use the default ReachTask reward")
-
+            # The child builds the same ReachTask (reach.* parameters included), so its model rollouts
+            # score with exactly the reward the node logs for real transitions.
             self.trainer = TrainerProcess(self.task.obs_dim, self.task.act_dim, s.cfg, p.task, self.run_dir,
-                                          resume=True, queue_size=p.queue_size, lockstep=p.lockstep)
+                                          resume=True, queue_size=p.queue_size, lockstep=p.lockstep,
+                                          task_kwargs={"cfg": s.reach, "n_joints": len(p.joint_names)})
             self.trainer.start()
             st = self.trainer.stats()
             self.env_steps = int(st.get("env_steps", 0))
