@@ -13,9 +13,9 @@ layer of the agent (limits, rate limit, watchdog, e-stop service ~/estop) is alw
 Arguments and node description come from mbpo_ros/graph.py (DeployArgs, deploy_graph).
 """
 
+from launch import LaunchDescription
 from launch.actions import OpaqueFunction
 
-from launch import LaunchDescription
 from mbpo_ros.graph import DeployArgs, declare_launch_arguments, deploy_graph, launch_nodes
 
 

@@ -10,9 +10,9 @@ subprocess tests use. Parameters are read from config/twin.yaml and config/mbpo.
 package's share directory, then overridden by the arguments.
 """
 
+from launch import LaunchDescription
 from launch.actions import OpaqueFunction
 
-from launch import LaunchDescription
 from mbpo_ros.graph import TrainArgs, declare_launch_arguments, launch_nodes, train_graph
 
 

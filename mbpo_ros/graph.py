@@ -141,7 +141,7 @@ def share_dir() -> Path:
         return source_root()
     try:
         path = Path(get_package_share_directory(PACKAGE))
-    except (PackageNotFoundError, ValueError, LookupError):
+    except (PackageNotFoundError, ValueError, LookupError, OSError):  # OSError: AMENT_PREFIX_PATH unset
         return source_root()
     return path if (path / "config").is_dir() else source_root()
 

@@ -17,10 +17,9 @@ launch_pytest = pytest.importorskip(
     "launch_pytest",
     reason="launch_pytest comes with a full ROS 2 install; the subprocess twin of this test runs everywhere",
 )
+import launch  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-
-import launch  # noqa: E402
 
 pytestmark = [pytest.mark.launch, pytest.mark.ros]
 
