@@ -291,3 +291,13 @@ def test_writer_failure_is_reported_not_hidden(tmp_path):
     got = read_transitions(tmp_path)  # what reached the disk before the failure is readable
     assert 0 < len(got["step"]) <= written
     np.testing.assert_array_equal(got["step"], np.arange(len(got["step"])))
+
+
+def test_log_works_without_ament_prefix_path(tmp_path, monkeypatch):
+    """`mbpo-ros train` run outside make has no AMENT_PREFIX_PATH: the embedded schema text is used."""
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    log = TransitionLog(tmp_path / "transitions.mcap", obs_dim=3, act_dim=2, resume=False)
+    log.append(np.zeros(3), np.ones(2), 0.5, np.ones(3), False, False, 0, 0, 1_000)
+    log.close()
+    got = read_transitions(tmp_path / "transitions.mcap")
+    assert got["reward"].tolist() == [0.5]

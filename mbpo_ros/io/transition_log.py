@@ -140,8 +140,8 @@ def _msg_text(name: str) -> str:
 
         try:
             candidates.append(Path(get_package_share_directory("std_msgs")) / "msg" / f"{name}.msg")
-        except (PackageNotFoundError, ValueError, LookupError):
-            pass  # AMENT_PREFIX_PATH unset or without std_msgs: try the next source
+        except (PackageNotFoundError, ValueError, LookupError, OSError):
+            pass  # AMENT_PREFIX_PATH unset (OSError) or without std_msgs: try the next source
     except ImportError:
         pass  # no ament_index_python: the embedded text is exact for Jazzy
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
