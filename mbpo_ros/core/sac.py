@@ -132,9 +132,11 @@ class SAC(nn.Module):
         self.log_alpha = nn.Parameter(
             torch.tensor(math.log(cfg.init_alpha), device=device), requires_grad=cfg.auto_entropy
         )
-        params = list(self.actor.parameters()) + list(self.critic.parameters())
+        params = list(self.actor.weights) + list(self.actor.biases)
+        params += list(self.critic.weights) + list(self.critic.biases)
         if cfg.auto_entropy:
             params.append(self.log_alpha)
+        self._params = params  # the order of sac_gradients()' result
         self.optimizer = make_adam(params, cfg.lr)
         self._online = list(self.critic.weights) + list(self.critic.biases)
         self._target = list(self.critic_target.weights) + list(self.critic_target.biases)
@@ -153,33 +155,140 @@ class SAC(nn.Module):
 
         obs, next_obs: [B, o]; act: [B, a]; rew, done: [B]; noise: [2, B, a] ~ N(0, 1)
         (policy samples at next_obs and at obs).
+
+        The gradients are written out by hand (:func:`sac_gradients`) rather than taken by autograd:
+        the actor runs once on ``[next_obs; obs]`` and the online critics once on
+        ``[(obs, act); (obs, pi(obs))]`` (2B rows each), and the backward pass skips everything
+        autograd would have to be told to skip. ``test/test_core_sac.py`` checks these gradients
+        against autograd on the plain losses.
         """
-        cfg = self.cfg
-        alpha = self.log_alpha.detach().exp()
-        with torch.no_grad():
-            next_act, next_logp = self.actor.sample(next_obs, noise[0])
-            q_next = twin_q(next_obs, next_act, self._target[: self._nl], self._target[self._nl :]).min(dim=0).values
-            target = rew + cfg.gamma * (1.0 - done) * (q_next - alpha * next_logp)
-        q = self.critic(obs, act)  # [2, B]
-        critic_loss = 0.5 * (q - target).square().mean(dim=1).sum()
-        pi_act, logp = self.actor.sample(obs, noise[1])
-        w = [p.detach() for p in self._online[: self._nl]]
-        b = [p.detach() for p in self._online[self._nl :]]
-        q_pi = twin_q(obs, pi_act, w, b).min(dim=0).values
-        actor_loss = (alpha * logp - q_pi).mean()
-        loss = critic_loss + actor_loss
-        if cfg.auto_entropy:
-            alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-            loss = loss + alpha_loss
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        grads, metrics = sac_gradients(self, obs, act, rew, next_obs, done, noise)
+        for p, g in zip(self._params, grads):
+            p.grad = g
         self.optimizer.step()
         with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, cfg.tau)
-        return {
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss.detach(),
-            "alpha": alpha,
-            "entropy": -logp.detach().mean(),
-            "q_mean": q.detach().mean(),
-        }
+            torch._foreach_lerp_(self._target, self._online, self.cfg.tau)
+        return metrics
+
+
+def _relu_backward(grad: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """ReLU backward: grad where the (post-ReLU) activation is positive, else 0 (autograd's kernel)."""
+    return torch.ops.aten.threshold_backward(grad, activation, 0.0)
+
+
+@torch.no_grad()
+def sac_gradients(
+    sac: SAC,
+    obs: torch.Tensor,
+    act: torch.Tensor,
+    rew: torch.Tensor,
+    next_obs: torch.Tensor,
+    done: torch.Tensor,
+    noise: torch.Tensor,
+) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Gradients of softlearning's SAC losses, all against the current parameters.
+
+    Losses (B = batch, alpha = exp(log_alpha) as a constant, Q_k the online critics, Qt_k the targets):
+
+    - critic: ``0.5 * sum_k mean_b (Q_k(s, a) - y)^2`` with
+      ``y = r + gamma (1 - d) (min_k Qt_k(s', a') - alpha log pi(a'|s'))``, a' ~ pi(s');
+    - actor: ``mean_b (alpha log pi(a~|s) - min_k Q_k(s, a~))``, a~ ~ pi(s) reparameterised, the
+      critics' weights held fixed (the actor loss does not train them);
+    - entropy: ``-log_alpha * mean_b (log pi(a~|s) + target_entropy)`` (if auto_entropy).
+
+    Shapes: obs, next_obs [B, o]; act [B, a]; rew, done [B]; noise [2, B, a].
+    Returns (gradients in the order of ``sac._params``, metrics as 0-d tensors).
+    """
+    cfg = sac.cfg
+    B, o = obs.shape
+    na = sac.act_dim
+    aw, ab = list(sac.actor.weights), list(sac.actor.biases)
+    cw, cb = list(sac.critic.weights), list(sac.critic.biases)
+    tw, tb = list(sac.critic_target.weights), list(sac.critic_target.biases)
+    nl_a, nl_c = len(aw), len(cw)
+    alpha = sac.log_alpha.detach().exp()
+
+    # ---- actor forward on [s'; s] (2B rows); keep the post-ReLU activations for the backward
+    s2 = torch.cat([next_obs, obs], dim=0)
+    ha = [s2]
+    h = s2
+    for i in range(nl_a):
+        h = torch.addmm(ab[i], h, aw[i])
+        if i < nl_a - 1:
+            h.clamp_min_(0.0)
+            ha.append(h)
+    mean, ls_raw = h.split(na, dim=-1)
+    log_std = ls_raw.clamp(sac.actor.log_std_min, sac.actor.log_std_max)
+    std = log_std.exp()
+    n2 = noise.reshape(2 * B, na)
+    u = torch.addcmul(mean, std, n2)
+    pi = torch.tanh(u)
+    # log N(u; mean, std) - sum log(1 - tanh(u)^2), the latter in its stable softplus form
+    logp = (-0.5 * n2.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    logp = logp - (2.0 * (_LOG2 - u - F.softplus(-2.0 * u))).sum(-1)
+    next_act, next_logp = pi[:B], logp[:B]
+    pi_act, cur_logp = pi[B:], logp[B:]
+
+    # ---- target
+    q_next = twin_q(next_obs, next_act, tw, tb).min(dim=0).values
+    target = rew + cfg.gamma * (1.0 - done) * (q_next - alpha * next_logp)
+
+    # ---- online critics on [(s, a); (s, pi(s))] (2B rows, both critics)
+    x = torch.cat([torch.cat([obs, act], dim=-1), torch.cat([obs, pi_act], dim=-1)], dim=0)
+    hc = [x.unsqueeze(0).expand(cw[0].shape[0], -1, -1)]
+    h = hc[0]
+    for i in range(nl_c):
+        h = torch.baddbmm(cb[i], h, cw[i])
+        if i < nl_c - 1:
+            h.clamp_min_(0.0)
+            hc.append(h)
+    q2 = h.squeeze(-1)  # [2, 2B]
+    q, q_pi2 = q2[:, :B], q2[:, B:]
+    q_pi, pick = q_pi2.min(dim=0)
+    critic_loss = 0.5 * (q - target).square().mean(dim=1).sum()
+    actor_loss = (alpha * cur_logp - q_pi).mean()
+
+    # ---- critic backward: rows :B carry the critic loss (weights), rows B: the actor loss (input)
+    dq = torch.empty_like(q2)
+    dq[:, :B] = (q - target) / B
+    dq[:, B:] = torch.zeros_like(q_pi2).scatter_(0, pick.unsqueeze(0), -1.0 / B)
+    g = dq.unsqueeze(-1)  # [2, 2B, 1]
+    c_gw: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
+    c_gb: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
+    for i in range(nl_c - 1, -1, -1):
+        c_gw[i] = torch.bmm(hc[i][:, :B].transpose(1, 2), g[:, :B])
+        c_gb[i] = g[:, :B].sum(dim=1, keepdim=True)
+        if i > 0:
+            # the output layer has one unit: its input gradient is an outer product, not a matmul
+            back = g * cw[i].transpose(1, 2) if i == nl_c - 1 else torch.bmm(g, cw[i].transpose(1, 2))
+            g = _relu_backward(back, hc[i])
+    # d actor_loss / d pi_act: through the action columns of the first critic layer, both critics
+    d_pi = torch.bmm(g[:, B:], cw[0][:, o:, :].transpose(1, 2)).sum(dim=0)  # [B, a]
+
+    # ---- actor backward (rows B: of the actor pass)
+    pa = pi[B:]
+    d_logp = alpha / B
+    du = d_pi * (1.0 - pa.square()) + (2.0 * d_logp) * pa  # d log pi / du = 2 tanh(u)
+    d_ls = du * std[B:] * n2[B:] - d_logp
+    lr_ = ls_raw[B:]
+    d_ls = d_ls.masked_fill_((lr_ < sac.actor.log_std_min) | (lr_ > sac.actor.log_std_max), 0.0)
+    g = torch.cat([du, d_ls], dim=-1)  # [B, 2a]
+    a_gw: list[torch.Tensor] = [None] * nl_a  # type: ignore[list-item]
+    a_gb: list[torch.Tensor] = [None] * nl_a  # type: ignore[list-item]
+    for i in range(nl_a - 1, -1, -1):
+        a_gw[i] = torch.mm(ha[i][B:].t(), g)
+        a_gb[i] = g.sum(dim=0)
+        if i > 0:
+            g = _relu_backward(torch.mm(g, aw[i].t()), ha[i][B:])
+
+    grads = a_gw + a_gb + c_gw + c_gb
+    if cfg.auto_entropy:
+        grads.append(-(cur_logp + sac.target_entropy).mean())
+    metrics = {
+        "critic_loss": critic_loss,
+        "actor_loss": actor_loss,
+        "alpha": alpha,
+        "entropy": -cur_logp.mean(),
+        "q_mean": q.mean(),
+    }
+    return grads, metrics
