@@ -133,7 +133,11 @@ class MBPOConfig:
     )
     real_buffer_size: int = param(1_000_000, "capacity of the real-data replay buffer", 1, 10**8, read_only=True)
     rollout_chunk: int = param(
-        100_000, "model rollouts are computed in chunks of at most this many states (memory bound)", 1, 10**8
+        0,
+        "model rollouts are computed in chunks of at most this many states "
+        "(0 = auto: 8192 on CPU, where small chunks stay in cache, 100000 on CUDA)",
+        0,
+        10**8,
     )
     eval_episodes: int = param(5, "episodes per deterministic-policy evaluation (gym runs)", 1, 1000)
 

@@ -86,9 +86,13 @@ def branched_rollout(
     horizon: int,
     threshold: float = 0.0,
     generator: torch.Generator | None = None,
-    chunk: int = 100_000,
+    chunk: int = 0,
 ) -> dict:
     """Roll the model out from ``num_starts`` real states for up to ``horizon`` steps into ``model_buffer``.
+
+    The starts are processed ``chunk`` at a time (0 = auto: 8192 on CPU, where a chunk's activations
+    stay in cache and allocate without page faults -- 1.8x faster than 100k on one thread -- and
+    100,000 on a GPU).
 
     Returns {"rollout_horizon", "rollout_samples" (stored), "rollout_predicted",
     "rollout_truncated" (count), "rollout_truncated_fraction", "rollout_terminated",
@@ -96,6 +100,8 @@ def branched_rollout(
     """
     if real.size == 0:
         raise ValueError("cannot roll out the model: the real-data buffer is empty")
+    if chunk <= 0:
+        chunk = 100_000 if real.obs.device.type == "cuda" else 8192
     stored = predicted = truncated = terminated = 0
     for c0 in range(0, num_starts, chunk):
         n = min(chunk, num_starts - c0)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbpo_ros.core.allocator import retain_freed_memory
 from mbpo_ros.core.buffer import ReplayBuffer
 from mbpo_ros.core.config import Config, config_from_dict, config_to_dict, resolve_device, validate
 from mbpo_ros.core.ensemble import ProbabilisticEnsemble
@@ -61,6 +62,8 @@ class MBPO:
         self.task = task
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cpu":
+            retain_freed_memory()
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         self.generator = torch.Generator(device=self.device)
