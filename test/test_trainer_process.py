@@ -167,6 +167,23 @@ def test_lockstep_is_deterministic(tmp_path, make_tp):
     assert arrays_equal(sync.policy_snapshot().to_arrays(), snap_a), "lock-step differs from a synchronous loop"
 
 
+def test_lockstep_record_stashed_at_submit_is_still_trained(tmp_path, make_tp):
+    """Regression (mbpo-ros train hung at env step 1100): when the ring's lock is busy at submit the
+    record is stashed; in lock-step the child then waits for exactly that record, so
+    wait_until_trained must push it itself."""
+    tp = make_tp(tmp_path / "run", lockstep=True, cfg=tiny_cfg(seed=3))
+    tp.start()
+    trs = transitions(3, seed=6)
+    assert tp.submit(*trs[0]) and tp.wait_until_trained(1, timeout=60)
+    with tp._ring._lock:  # the child holds the ring at the moment the control thread submits
+        assert tp.submit(*trs[1])
+        assert tp._stash, "the record should have been stashed while the ring was busy"
+    assert tp.wait_until_trained(2, timeout=30), f"stashed record never reached the child: {tp.stats()}"
+    assert not tp._stash
+    assert tp.submit(*trs[2]) and tp.wait_until_trained(3, timeout=60)
+    assert tp.stats()["env_steps"] == 3
+
+
 def test_full_queue_counts_drops_and_never_blocks_and_close_survives_a_stuck_child(tmp_path, make_tp):
     tp = make_tp(tmp_path, queue_size=5)
     tp.start()
