@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -38,3 +42,30 @@ def ros_context(ros_domain):
 def _quiet_threads(monkeypatch):
     """Keep torch from oversubscribing the 2 CI cores when tests spawn processes."""
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+@pytest.fixture
+def kill_after_first_line():
+    """Run ``python -c code *args``, wait for its first stdout line, sleep ``delay`` s, SIGKILL it.
+
+    Returns that first line (stripped). The child is always reaped, also when an assertion fails.
+    For crash-safety tests of writers: the line says the writer is inside its loop.
+    """
+    procs: list[subprocess.Popen] = []
+
+    def run(code: str, *args: str, delay: float = 0.0) -> str:
+        proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        first = proc.stdout.readline().strip()
+        assert first, f"the writer exited (code {proc.poll()}) before its first line"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        return first
+
+    yield run
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -174,26 +173,15 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
-def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path):
+def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path, kill_after_first_line):
     path = tmp_path / "ckpt"
     save_checkpoint(path, tensors={"w": torch.zeros(256, 1024)},
                     arrays={"buf": np.zeros(300_000, dtype=np.int64)}, meta={"step": 0})
     last = 0
     rng = np.random.default_rng(0)
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), str(last)],
-                                stdout=subprocess.PIPE, text=True)
-        try:
-            first = proc.stdout.readline()  # at least one save finished: the writer is in its loop
-            assert first.strip(), "writer subprocess died before its first save"
-            time.sleep(float(rng.uniform(0.0, 0.3)))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
+        # first line: at least one save finished, the writer is in its loop
+        first = kill_after_first_line(_KILLED_WRITER, path, last, delay=float(rng.uniform(0.0, 0.3)))
         tensors, arrays, meta = load_checkpoint(path)
         step = meta["step"]
         assert step >= int(first)

@@ -145,11 +145,7 @@ def test_progress_without_tty_prints_periodic_lines():
         Progress(total=-1)
 
 
-def test_rows_survive_a_killed_process(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
+def test_rows_survive_a_killed_process(tmp_path, kill_after_first_line):
     code = (
         "import sys, time\n"
         "from mbpo_ros.io.metrics import MetricsLogger\n"
@@ -159,16 +155,7 @@ def test_rows_survive_a_killed_process(tmp_path):
         "print('logged', flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "logged"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    assert kill_after_first_line(code, tmp_path) == "logged"
     _, rows = read_metrics_csv(tmp_path / "metrics.csv")
     assert [float(r["loss"]) for r in rows] == [i / 2 for i in range(25)]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -148,22 +147,11 @@ _KILLED = textwrap.dedent(
 )
 
 
-def test_killed_writer_keeps_earlier_data(tmp_path):
+def test_killed_writer_keeps_earlier_data(tmp_path, kill_after_first_line):
     first, later = _transitions(80, seed=5), _transitions(30, seed=6)
     with TransitionLog(tmp_path, OBS, ACT) as log:
         _write(log, first)
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED, str(tmp_path), os.path.dirname(__file__)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "flushed"
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    assert kill_after_first_line(_KILLED, tmp_path, os.path.dirname(__file__), delay=0.2) == "flushed"
     killed_segment = tmp_path / "transitions.1.mcap"
     assert killed_segment.stat().st_size > 0
     with open(killed_segment, "rb") as f, pytest.raises(McapError):  # no footer: not a complete MCAP
