@@ -9,94 +9,16 @@ down cleanly on SIGINT with a final checkpoint.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from graph_helpers import Graph, Probe
 
 from mbpo_ros import graph
 
 pytestmark = pytest.mark.ros
-
-
-class Graph:
-    """The node processes of a graph; stop() SIGINTs them (agent first) and returns the exit codes."""
-
-    def __init__(self, specs, log_dir: Path):
-        self.specs = specs
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for s in specs:
-            self.logs[s.name] = log_dir / f"{s.name}.log"
-            with open(self.logs[s.name], "w") as log:
-                self.procs[s.name] = subprocess.Popen(graph.command_line(s), stdout=log, stderr=subprocess.STDOUT,
-                                                      stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def log_text(self) -> str:
-        return "\n".join(f"--- {n}:\n{p.read_text(errors='replace')[-3000:]}" for n, p in self.logs.items())
-
-    def alive(self) -> bool:
-        return all(p.poll() is None for p in self.procs.values())
-
-    def stop(self, timeout: float = 60.0) -> dict[str, int | None]:
-        codes = {}
-        for name in sorted(self.procs, key=lambda n: n != "agent_node"):
-            p = self.procs[name]
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            try:
-                codes[name] = p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                codes[name] = None
-        for p in self.procs.values():  # never leave a process behind, whatever happened above
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
-        return codes
-
-
-class Probe:
-    """An rclpy node on the test's domain recording joint states and commands with arrival times."""
-
-    def __init__(self, ctx):
-        import rclpy
-        from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64MultiArray
-
-        self.node = rclpy.create_node("e2e_probe", context=ctx)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        self.executor.add_node(self.node)
-        self.states: list[tuple[float, float, np.ndarray]] = []  # (wall, stamp, position)
-        self.commands: list[tuple[float, np.ndarray]] = []
-        self.node.create_subscription(JointState, "/joint_states", self._on_state, qos_profile_sensor_data)
-        self.node.create_subscription(Float64MultiArray, "/arm_controller/commands", self._on_command, 50)
-
-    def _on_state(self, msg):
-        stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-        self.states.append((time.monotonic(), stamp, np.array(msg.position)))
-
-    def _on_command(self, msg):
-        self.commands.append((time.monotonic(), np.array(msg.data)))
-
-    def spin_until(self, predicate, timeout: float, alive=lambda: True) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            if not alive():
-                return False
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
-
-    def close(self):
-        self.executor.remove_node(self.node)
-        self.node.destroy_node()
 
 
 def _specs(run_dir: Path, **kw):

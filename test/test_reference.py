@@ -58,8 +58,8 @@ def _listed(name: str) -> dict[str, set[tuple[str, str]]]:
 @pytest.mark.ros
 def test_running_nodes_offer_exactly_the_listed_interface(ros_context, tmp_path):
     import rclpy
+    from graph_helpers import Graph
     from rclpy.node import NodeNameNonExistentError
-    from test_e2e_graph import Graph
 
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(tmp_path / "run"), use_sim_time=False))
     # collect mode: the same node wiring without starting a trainer process.
