@@ -117,27 +117,19 @@ TASKS: dict[str, tuple[int, int, TermFn]] = {
 
 
 def _reach_task(**kwargs) -> TaskSpec:
-    """Wrap mbpo_ros.core.reach.ReachTask (pure NumPy) for the torch rollout path."""
-    from mbpo_ros.core.reach import ReachTask  # lazy: written by the sim engineer
+    """mbpo_ros.core.reach.ReachTask as a TaskSpec: its batch functions take NumPy or torch alike,
+    so model rollouts call them on the tensors directly (no copy to the host)."""
+    from mbpo_ros.core.reach import ReachTask
 
     task = ReachTask(**kwargs)
 
-    def _call(method):
-        def fn(obs, act, next_obs):
-            if isinstance(next_obs, np.ndarray):
-                return np.asarray(method(obs, act, next_obs))
-            out = method(obs.detach().cpu().numpy(), act.detach().cpu().numpy(), next_obs.detach().cpu().numpy())
-            return torch.as_tensor(np.asarray(out), device=next_obs.device)
-
-        return fn
-
     def termination(obs, act, next_obs):
-        out = _call(task.termination_batch)(obs, act, next_obs)
-        return out.astype(bool) if isinstance(out, np.ndarray) else out.bool()
+        out = task.termination_batch(obs, act, next_obs)
+        return np.asarray(out, dtype=bool) if isinstance(next_obs, np.ndarray) else out.bool()
 
     def reward(obs, act, next_obs):
-        out = _call(task.reward_batch)(obs, act, next_obs)
-        return out.astype(np.float32) if isinstance(out, np.ndarray) else out.float()
+        out = task.reward_batch(obs, act, next_obs)
+        return np.asarray(out, dtype=np.float32) if isinstance(next_obs, np.ndarray) else out.float()
 
     return TaskSpec("reach", int(task.obs_dim), int(task.act_dim), termination, reward)
 
