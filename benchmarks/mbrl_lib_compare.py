@@ -20,7 +20,9 @@ Run (from the repository root, in this repository's venv):
 This process measures ours and drives the mbrl-lib half, which runs as a child process in the
 other venv (this same file with `--side mbrl`; it imports mbrl at run time, nothing of mbrl-lib is
 copied here) and answers one JSON line per command, so that the two sides' measurements
-interleave: fit ours, fit mbrl, refit ours, refit mbrl, rollouts, then SAC updates ours / mbrl
+interleave: fit ours (capped at max_model_updates, then trained on without the cap until early
+stopping, so that it is converged as mbrl-lib's uncapped first fit is), fit mbrl, refit ours,
+refit mbrl (both: +250 transitions, steady state), rollouts, then SAC updates ours / mbrl
 identical / mbrl own settings, repeated, best of each. Both sides get the same Hopper-v5 data:
 random actions, seed 0 (training, 10,000 + 250 transitions) and seed 1 (2,000 test transitions,
 on which both models' elite mean-prediction MSE is measured in raw units).
@@ -443,10 +445,15 @@ def main() -> int:
             mse, _ = agent.ensemble.evaluate(tx, ty)
             return float(mse[agent.ensemble.elites].mean())
 
-        def our_fit() -> dict:
+        def our_fit(cap: int | None = None) -> dict:
+            """One retrain; cap overrides mbpo.max_model_updates for it (0 = none: early stopping only)."""
+            preset_cap = agent.cfg.mbpo.max_model_updates
+            if cap is not None:
+                agent.cfg.mbpo.max_model_updates = cap
             t = time.perf_counter()
             f = agent.train_model()
             dt = time.perf_counter() - t
+            agent.cfg.mbpo.max_model_updates = preset_cap
             return {
                 "seconds": dt,
                 "epochs": f["model_epochs"],
@@ -458,9 +465,14 @@ def main() -> int:
 
         loads = [load()]
         res: dict = {}
-        # --- 1. first model fit, then 2. steady-state refit after +250 transitions (interleaved)
+        # --- 1. first model fit, then 2. steady-state refit after +250 transitions (interleaved).
+        # Ours stops a retrain at max_model_updates (2000) gradient steps; mbrl-lib's first fit runs to
+        # early stopping. So that both refits start from a converged model (steady state), ours then
+        # trains on without the cap until early stopping ends it ("conv"), as mbrl-lib's first fit did.
         res["fit0_ours"] = our_fit()
         print("fit0 ours", res["fit0_ours"], flush=True)
+        res["conv_ours"] = our_fit(cap=0)
+        print("conv ours (no cap, to early stopping)", res["conv_ours"], flush=True)
         res["fit0_mbrl"] = child("fit")
         print("fit0 mbrl", res["fit0_mbrl"], flush=True)
         loads.append(load())
@@ -523,11 +535,13 @@ def main() -> int:
     # --- report
     ov = s["overrides/mbpo_hopper.yaml"]
     f0o, f0m, f1o, f1m = res["fit0_ours"], res["fit0_mbrl"], res["fit1_ours"], res["fit1_mbrl"]
+    cvo = res["conv_ours"]
     ro_o, ro_s, ro_w = res["roll_ours"], res["roll_mbrl_same"], res["roll_mbrl_own"]
     retrains = 1000 // cfg.mbpo.model_train_freq
     utd = cfg.mbpo.utd
     own_utd = int(ov["num_sac_updates_per_step"]) // int(ov["sac_updates_every_steps"])
     per_ours = retrains * (f1o["seconds"] + ro_o["seconds"]) + 1000 * utd * t_ours
+    per_ours_cap = retrains * (f0o["seconds"] + ro_o["seconds"]) + 1000 * utd * t_ours
     per_same = retrains * (f1m["seconds"] + ro_s["seconds"]) + 1000 * utd * t_same
     per_own = retrains * (f1m["seconds"] + ro_w["seconds"]) + 1000 * own_utd * t_own
 
@@ -559,18 +573,25 @@ def main() -> int:
         f0m["seconds"],
     )
     row(
-        f"refit after +{extra} (ours {f1o['epochs']} ep / {f1o['updates']} steps; "
+        f"first fit to convergence (ours: the capped fit + {cvo['epochs']} ep / {cvo['updates']} steps "
+        f"without cap; mbrl as above)",
+        f0o["seconds"] + cvo["seconds"],
+        f0m["seconds"],
+    )
+    row(
+        f"refit of the converged model after +{extra} (ours {f1o['epochs']} ep / {f1o['updates']} steps; "
         f"mbrl {f1m['epochs']} ep / ~{f1m['updates']} steps)",
         f1o["seconds"],
         f1m["seconds"],
     )
     print(
-        f"| test-set MSE after first fit / refit ({n_test} seed-1 transitions, elites, raw units) | "
-        f"{f0o['test_mse']:.4f} / {f1o['test_mse']:.4f} | {f0m['test_mse']:.4f} / {f1m['test_mse']:.4f} | |"
+        f"| test-set MSE after first fit / convergence / refit ({n_test} seed-1 transitions, elites, raw units) | "
+        f"{f0o['test_mse']:.4f} / {cvo['test_mse']:.4f} / {f1o['test_mse']:.4f} | "
+        f"{f0m['test_mse']:.4f} / - / {f1m['test_mse']:.4f} | |"
     )
     print(
-        f"| own hold-out MSE after first fit / refit | {f0o['val_mse']:.4f} / {f1o['val_mse']:.4f} | "
-        f"{f0m['val_mse']:.4f} / {f1m['val_mse']:.4f} | |"
+        f"| own hold-out MSE after first fit / convergence / refit | {f0o['val_mse']:.4f} / {cvo['val_mse']:.4f} / "
+        f"{f1o['val_mse']:.4f} | {f0m['val_mse']:.4f} / - / {f1m['val_mse']:.4f} | |"
     )
     row(
         f"rollout {starts} x {HORIZON}, policy 2x256 (ours stores {ro_o['stored']}, mbrl {ro_s['stored']})",
@@ -595,6 +616,13 @@ def main() -> int:
         fmt="{:.0f}",
     )
     row(
+        f"per 1,000 env steps, bound: every one of ours at the {cfg.mbpo.max_model_updates}-step cap (large data) "
+        "vs mbrl's steady state",
+        per_ours_cap,
+        per_same,
+        fmt="{:.0f}",
+    )
+    row(
         f"per 1,000 env steps, mbrl at its own Hopper settings ({retrains} refits + rollouts, "
         f"{1000 * own_utd} SAC updates of 2x{ov['sac_hidden_size']})",
         per_ours,
@@ -608,6 +636,7 @@ def main() -> int:
                 "loads": loads,
                 "sac_ms": [t_ours * 1e3, t_same * 1e3, t_own * 1e3],
                 "per_1000": [per_ours, per_same, per_own],
+                "per_1000_ours_cap": per_ours_cap,
                 **res,
             }
         )
