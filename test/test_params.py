@@ -17,6 +17,7 @@ from mbpo_ros.nodes.params import (
     build_settings,
     check_value,
     default_yaml_dict,
+    default_yaml_text,
     flatten_yaml_params,
 )
 
@@ -38,6 +39,18 @@ def test_yaml_mirrors_the_dataclasses():
         f"config/mbpo.yaml is out of date: missing {sorted(missing)}, unknown {sorted(extra)}; "
         "regenerate with `python -m mbpo_ros.nodes.params > config/mbpo.yaml` and re-apply tuned values"
     )
+
+
+def test_yaml_applies_in_any_namespace():
+    """config/mbpo.yaml is keyed `/**/agent_node:` (any namespace), as the generator writes it; a bare
+    `agent_node:` key would apply only to /agent_node and leave a namespaced agent on its defaults."""
+    assert list(yaml.safe_load(PARAMS.read_text())) == ["/**/agent_node"]
+    assert list(default_yaml_dict()) == ["/**/agent_node"]
+    assert list(yaml.safe_load(default_yaml_text())) == ["/**/agent_node"]
+    bare = {"agent_node": {"ros__parameters": {"sac": {"lr": 0.1}}}}
+    assert flatten_yaml_params(bare) == {"sac.lr": 0.1}  # root-namespace keys are still read
+    with pytest.raises(ValueError, match="/\\*\\*/agent_node"):
+        flatten_yaml_params({"twin_node": {"ros__parameters": {}}})
 
 
 def test_yaml_values_have_the_fields_types_and_ranges():
@@ -70,7 +83,7 @@ def test_defaults_are_the_reach_preset():
     cfg = preset("reach")
     assert flat["mbpo.init_random_steps"] == cfg.mbpo.init_random_steps
     assert flat["sac.lr"] == cfg.sac.lr
-    assert default_yaml_dict()["agent_node"]["ros__parameters"]["mbpo"]["utd"] == cfg.mbpo.utd
+    assert default_yaml_dict()["/**/agent_node"]["ros__parameters"]["mbpo"]["utd"] == cfg.mbpo.utd
 
 
 @pytest.mark.parametrize(

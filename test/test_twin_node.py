@@ -232,7 +232,7 @@ def test_commands_move_joints_and_bad_commands_are_rejected_while_the_arm_holds(
 def test_reset_service_starts_a_new_episode_with_a_new_goal_in_the_box(twin_factory, probe):
     import yaml
 
-    reach = yaml.safe_load(PARAMS.read_text())["twin_node"]["ros__parameters"]["reach"]
+    reach = yaml.safe_load(PARAMS.read_text())["/**/twin_node"]["ros__parameters"]["reach"]
     lo, hi, home = np.array(reach["goal_low"]), np.array(reach["goal_high"]), np.array(reach["home_pose"])
     twin = twin_factory("real_time_factor:=1.0", "seed:=7")
     probe.wait_for_subscriber(twin)
@@ -286,7 +286,7 @@ def test_config_twin_yaml_mirrors_the_node_parameters():
 
     from mbpo_ros.nodes.twin_node import _specs
 
-    doc = yaml.safe_load(PARAMS.read_text())["twin_node"]["ros__parameters"]
+    doc = yaml.safe_load(PARAMS.read_text())["/**/twin_node"]["ros__parameters"]
     flat = {k: v for k, v in doc.items() if k != "reach"}
     flat.update({f"reach.{k}": v for k, v in doc["reach"].items()})
     specs = {s.name: s for s in _specs()}

@@ -3,7 +3,9 @@
 Wiring diagram (everything that decides anything lives in core/ and io/):
 
     parameters     nodes/params.py: every core.config field + reach.* + the node's own (validated)
-    inputs         /joint_states (sensor-data QoS, matched by joint name), /goal, /ee_pose
+    names          relative (joint_states, goal, ee_pose, command_topic, reset_service), so they
+                   resolve in the node's namespace; /diagnostics and /clock are global; ~/ private
+    inputs         joint_states (sensor-data QoS, matched by joint name), goal, ee_pose
                    -> core.safety validators -> latest-state cache (with stamps)
     control        its own thread: wall-clock deadlines at control_rate, ROS-clock deadlines with
                    use_sim_time, or one step per new joint-state stamp in lock-step mode
@@ -196,11 +198,14 @@ class AgentNode(Node):
         io_group = MutuallyExclusiveCallbackGroup()
         srv_group = MutuallyExclusiveCallbackGroup()
         diag_group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data,
-                                 callback_group=io_group)
-        self.create_subscription(PointStamped, "/goal", self._on_goal, 10, callback_group=io_group)
-        self.create_subscription(PoseStamped, "/ee_pose", self._on_ee_pose, qos_profile_sensor_data,
-                                 callback_group=io_group)
+        # Relative names: they resolve in the node's namespace (/joint_states in the root namespace,
+        # /arm1/joint_states under namespace /arm1). Messages are named by their resolved topic.
+        js_sub = self.create_subscription(JointState, "joint_states", self._on_joint_state,
+                                          qos_profile_sensor_data, callback_group=io_group)
+        goal_sub = self.create_subscription(PointStamped, "goal", self._on_goal, 10, callback_group=io_group)
+        ee_sub = self.create_subscription(PoseStamped, "ee_pose", self._on_ee_pose, qos_profile_sensor_data,
+                                          callback_group=io_group)
+        self.js_topic, self.goal_topic, self.ee_topic = js_sub.topic_name, goal_sub.topic_name, ee_sub.topic_name
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         if p.command_type == "trajectory":
             self.cmd_pub = self.create_publisher(JointTrajectory, p.trajectory_topic, reliable)
@@ -230,7 +235,8 @@ class AgentNode(Node):
         self.get_logger().info(
             f"mode {p.mode}, {self.limits.n} joints, {p.control_rate:g} Hz"
             f"{' lock-step' if p.lockstep else ''}, {p.command_interface} commands on "
-            f"{self.cmd_pub.topic_name}, run directory {self.run_dir}"
+            f"{self.cmd_pub.topic_name} (state from {self.js_topic}, {self.ee_topic}, {self.goal_topic}), "
+            f"run directory {self.run_dir}"
         )
 
     # ------------------------------------------------------------------ learner and records
@@ -305,7 +311,7 @@ class AgentNode(Node):
         try:
             q, qd, is_new = self.js_validator.validate(msg.name, msg.position, msg.velocity, _stamp_ns(msg.header))
         except RejectedMessage as exc:
-            self._reject("/joint_states", exc)
+            self._reject(self.js_topic, exc)
             return
         now = self._now()
         self.watchdog.feed(now)
@@ -326,7 +332,7 @@ class AgentNode(Node):
         return Vec3(v, stamp)
 
     def _on_goal(self, msg: PointStamped) -> None:
-        v = self._on_vec3("/goal", self.goal_order, msg.header, (msg.point.x, msg.point.y, msg.point.z))
+        v = self._on_vec3(self.goal_topic, self.goal_order, msg.header, (msg.point.x, msg.point.y, msg.point.z))
         if v is not None:
             self.goal = v
             with self._state_cv:
@@ -334,7 +340,7 @@ class AgentNode(Node):
 
     def _on_ee_pose(self, msg: PoseStamped) -> None:
         pos = msg.pose.position
-        v = self._on_vec3("/ee_pose", self.ee_order, msg.header, (pos.x, pos.y, pos.z))
+        v = self._on_vec3(self.ee_topic, self.ee_order, msg.header, (pos.x, pos.y, pos.z))
         if v is not None:
             self.ee = v
             self.ee_watchdog.feed(self._now())
@@ -451,7 +457,7 @@ class AgentNode(Node):
             return
         if stale or ee is None or goal is None or st is None:
             if stale and not self.stale_logged and (self.watchdog.trips or self.ee_watchdog.trips):
-                what = "joint state" if stale_js else "/ee_pose"
+                what = self.js_topic if stale_js else self.ee_topic
                 age = self.watchdog.age(now) if stale_js else self.ee_watchdog.age(now)
                 self.get_logger().error(
                     f"no valid {what} for {age:.3f} s (> state_timeout {self.p.state_timeout} s): "
@@ -570,7 +576,7 @@ class AgentNode(Node):
         if self.reset_future is None:
             if not self.reset_client.service_is_ready():
                 if time.monotonic() > self.reset_deadline:
-                    self.get_logger().error(f"reset service {self.p.reset_service} is not available; "
+                    self.get_logger().error(f"reset service {self.reset_client.service_name} is not available; "
                                             "going on without a reset", throttle_duration_sec=10.0)
                     self._begin_episode()
                     return
@@ -587,7 +593,7 @@ class AgentNode(Node):
                 self.get_logger().error(f"reset failed: {getattr(result, 'message', 'no answer')}")
             self._begin_episode()
         elif time.monotonic() > self.reset_deadline:
-            self.get_logger().error(f"no answer from {self.p.reset_service} within {self.p.reset_timeout} s")
+            self.get_logger().error(f"no answer from {self.reset_client.service_name} within {self.p.reset_timeout} s")
             self._begin_episode()
         elif not self.p.lockstep:
             self._stop_command("zero" if self.p.command_interface == "velocity" else "hold")

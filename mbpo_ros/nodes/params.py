@@ -34,6 +34,9 @@ from mbpo_ros.core.config import Config, config_to_dict, field_specs, preset, un
 from mbpo_ros.core.reach import ReachConfig, validate_reach_config
 
 NODE_NAME = "agent_node"
+#: The params-file key of agent_node's section: the wildcard form applies in any namespace
+#: (/agent_node, /arm1/agent_node, /a/b/agent_node), where a bare `agent_node:` applies only at the root.
+YAML_KEY = f"/**/{NODE_NAME}"
 
 #: joints of the bundled arm (mbpo_ros/sim/assets/arm6.xml), in command order
 DEFAULT_JOINTS = ["shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3"]
@@ -80,8 +83,10 @@ class AgentParams:
     command_type: str = _p("multi_array", "multi_array: std_msgs/Float64MultiArray on command_topic "
                            "(forward_command_controller); trajectory: trajectory_msgs/JointTrajectory on "
                            "trajectory_topic", choices=("multi_array", "trajectory"))
-    command_topic: str = _p("/arm_controller/commands", "Float64MultiArray command topic")
-    trajectory_topic: str = _p("/arm_controller/joint_trajectory", "JointTrajectory command topic")
+    command_topic: str = _p("arm_controller/commands", "Float64MultiArray command topic (relative: "
+                            "resolved in the node's namespace)")
+    trajectory_topic: str = _p("arm_controller/joint_trajectory", "JointTrajectory command topic (relative: "
+                               "resolved in the node's namespace)")
     allow_extra_joints: bool = _p(False, "accept JointState messages that also name joints the arm "
                                   "does not control (e.g. a gripper); false rejects them as unknown_joint")
     control_rate: float = _p(20.0, "control steps per second [Hz]", 1.0, 1000.0)
@@ -101,8 +106,9 @@ class AgentParams:
     checkpoint: str = _p("", "deploy mode: checkpoint directory whose policy is run (<run_dir>/checkpoint)")
     checkpoint_period: float = _p(300.0, "seconds between periodic checkpoints while training; 0 = only on "
                                   "shutdown and on request", 0.0, 1e7)
-    reset_service: str = _p("/twin_node/reset", "std_srvs/Trigger service that resets the simulated arm at "
-                            "the end of an episode; empty = real arm: drive back to reach.home_pose")
+    reset_service: str = _p("twin_node/reset", "std_srvs/Trigger service that resets the simulated arm at "
+                            "the end of an episode (relative: resolved in the node's namespace); empty = "
+                            "real arm: drive back to reach.home_pose")
     reset_timeout: float = _p(10.0, "longest wait for the reset service or the drive home [s]", 0.1, 600.0)
     home_tolerance: float = _p(0.05, "real arm: the drive home ends when every joint is this close [rad]",
                                1e-4, 1.0)
@@ -359,7 +365,7 @@ def declare_parameters(node, task: str = "reach") -> AgentSettings:
 
 
 def default_yaml_dict(task: str = "reach") -> dict[str, Any]:
-    """{"agent_node": {"ros__parameters": nested defaults}}, the shape of config/mbpo.yaml."""
+    """{"/**/agent_node": {"ros__parameters": nested defaults}}, the shape of config/mbpo.yaml."""
     params: dict[str, Any] = {}
     for spec in all_specs(task):
         cur = params
@@ -367,15 +373,24 @@ def default_yaml_dict(task: str = "reach") -> dict[str, Any]:
         for part in parts[:-1]:
             cur = cur.setdefault(part, {})
         cur[parts[-1]] = spec.default
-    return {NODE_NAME: {"ros__parameters": params}}
+    return {YAML_KEY: {"ros__parameters": params}}
 
 
 def flatten_yaml_params(doc: dict[str, Any], node_name: str = NODE_NAME) -> dict[str, Any]:
-    """{dotted name: value} of `doc[node_name]["ros__parameters"]` (a parsed params file)."""
-    try:
-        params = doc[node_name]["ros__parameters"]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"params file has no '{node_name}: ros__parameters:' section") from exc
+    """{dotted name: value} of the `ros__parameters` of `node_name`'s section of a parsed params file.
+
+    The section is looked up under the wildcard key `/**/<node_name>` (what config/*.yaml use), then
+    under the bare `<node_name>` and `/<node_name>` (root-namespace keys).
+    """
+    keys = (f"/**/{node_name}", node_name, f"/{node_name}")
+    params = None
+    for key in keys:
+        section = doc.get(key) if isinstance(doc, dict) else None
+        if isinstance(section, dict) and "ros__parameters" in section:
+            params = section["ros__parameters"]
+            break
+    if not isinstance(params, dict):
+        raise ValueError(f"params file has no '{keys[0]}: ros__parameters:' section")
     out: dict[str, Any] = {}
 
     def walk(prefix: str, d: dict[str, Any]) -> None:
@@ -400,7 +415,7 @@ def _yaml_scalar(value: Any) -> str:
 def default_yaml_text(task: str = "reach") -> str:
     """config/mbpo.yaml text of the defaults: one `name: value  # doc [range]` line per parameter,
     nested by section (ensemble, sac, mbpo, reach) as ROS 2 params files allow."""
-    lines = [f"{NODE_NAME}:", "  ros__parameters:"]
+    lines = [f"{YAML_KEY}:", "  ros__parameters:"]
     section = None
     for spec in all_specs(task):
         head, _, key = spec.name.rpartition(".")
@@ -424,6 +439,7 @@ def main() -> int:
     sys.stdout.write("# agent_node parameters: generated by `python -m mbpo_ros.nodes.params`, then tuned.\n")
     sys.stdout.write("# Names mirror mbpo_ros/core/config.py (ensemble.*, sac.*, mbpo.*, seed, device, threads),\n")
     sys.stdout.write("# mbpo_ros/core/reach.py (reach.*) and AgentParams in mbpo_ros/nodes/params.py.\n")
+    sys.stdout.write("# The key /**/agent_node applies to an agent_node in any namespace (/agent_node, /arm1/agent_node).\n")
     sys.stdout.write(default_yaml_text())
     return 0
 

@@ -22,7 +22,7 @@ END = "<!-- END GENERATED -->"
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One topic or service of a node, under its default (remappable) name."""
+    """One topic or service of a node, under its default (remappable) name resolved in the root namespace."""
 
     node: str
     kind: str  # "publishes", "subscribes", "service", "client"
@@ -106,6 +106,12 @@ def render() -> str:
     parts = [
         BEGIN,
         "### Topics and services",
+        "",
+        "The nodes use relative names (`joint_states`, `arm_controller/commands`, `twin_node/reset`, ...), "
+        "so they resolve in the nodes' namespace; the table shows them resolved in the root namespace. "
+        "Under `namespace:=/arm1` they become `/arm1/joint_states`, `/arm1/twin_node/reset`, ...; "
+        "`/clock` and `/diagnostics` are global and stay at the root; `~/` services are private "
+        "(`<namespace>/<node>/estop`).",
         "",
         interface_table(),
         "",

@@ -1,6 +1,8 @@
 """twin_node: the MuJoCo arm (ArmTwin) over ROS 2, looking like an arm driven by ros2_control.
 
-Wiring::
+Wiring (names as resolved in the root namespace: the node uses relative names, so under namespace
+/arm1 they are /arm1/joint_states, /arm1/arm_controller/commands, ...; /clock and /diagnostics are
+global; config/twin.yaml's `/**/twin_node:` section applies in any namespace)::
 
     parameters (config/twin.yaml)  -> TwinConfig (sim/arm_twin.py) + reach.* (core/reach.py) + node settings
     /arm_controller/commands       std_msgs/Float64MultiArray, one value per joint (forward_command_controller)
