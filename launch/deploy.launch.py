@@ -3,12 +3,15 @@
     ros2 launch mbpo_ros deploy.launch.py checkpoint:=runs/reach-20261125-120000/checkpoint
     ros2 launch mbpo_ros deploy.launch.py checkpoint:=... \
         command_topic:=/forward_velocity_controller/commands joint_names:=shoulder_pan_joint,...
+    ros2 launch mbpo_ros deploy.launch.py checkpoint:=... namespace:=/arm1   # a namespaced ros2_control arm
     ros2 launch mbpo_ros deploy.launch.py --show-args
 
 The agent's command topics are remapped to a ros2_control setup: Float64MultiArray velocity
-commands to `command_topic` (default /forward_velocity_controller/commands) and
+commands to `command_topic` (default forward_velocity_controller/commands) and
 JointTrajectory commands to `trajectory_topic` (default
-/joint_trajectory_controller/joint_trajectory; pick the interface in the YAML). The safety
+joint_trajectory_controller/joint_trajectory; pick the interface in the YAML). These and
+`joint_states_topic` are relative, so they resolve in `namespace` (/arm1/joint_states,
+/arm1/forward_velocity_controller/commands, ...); give an absolute name to leave it. The safety
 layer of the agent (limits, rate limit, watchdog, e-stop service ~/estop) is always on.
 Arguments and node description come from mbpo_ros/graph.py (DeployArgs, deploy_graph).
 """

@@ -20,6 +20,12 @@ Share locations (:func:`share_dir`): the installed share directory found through
 ``ament_index_python`` when the package is installed ROS-style (colcon), else the source
 tree (a pip editable install), whose ``config/`` holds the same YAML files.
 
+Namespaces: every node uses relative topic and service names (``joint_states``,
+``arm_controller/commands``, ``twin_node/reset``; ``/clock`` and ``/diagnostics`` stay global),
+the YAML files are keyed ``/**/<node>:`` and the remappings' "from" sides are relative, so the
+``namespace`` argument (``namespace:=/arm1``) moves a whole graph into ``/arm1`` and two arms can
+share one DDS domain.
+
 `launch` and `launch_ros` are imported only inside :func:`to_launch_node` and
 :func:`declare_launch_arguments`: everything else works with rclpy wheels only.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -45,13 +52,22 @@ EXECUTABLE_MODULES = {
     "agent_node": "mbpo_ros.nodes.agent_node",
 }
 
-#: The command topics of the two standard ros2_control controllers a real arm usually runs.
-FORWARD_VELOCITY_TOPIC = "/forward_velocity_controller/commands"
-JOINT_TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
+#: The command topics of the two standard ros2_control controllers a real arm usually runs. Relative:
+#: they resolve in the graph's namespace, where a namespaced ros2_control arm has its controllers.
+FORWARD_VELOCITY_TOPIC = "forward_velocity_controller/commands"
+JOINT_TRAJECTORY_TOPIC = "joint_trajectory_controller/joint_trajectory"
 
-#: The agent's default command topics (docs/architecture.md, "Topics").
-AGENT_COMMAND_TOPIC = "/arm_controller/commands"
-AGENT_TRAJECTORY_TOPIC = "/arm_controller/joint_trajectory"
+#: The agent's default (relative) command and state topics (docs/architecture.md, "Topics"): the
+#: "from" sides of the deploy remappings. ROS 2 expands a rule's relative "from" in the node's
+#: namespace before matching, so these rules match in any namespace.
+AGENT_COMMAND_TOPIC = "arm_controller/commands"
+AGENT_TRAJECTORY_TOPIC = "arm_controller/joint_trajectory"
+AGENT_JOINT_STATES_TOPIC = "joint_states"
+#: The twin's reset service as the agent names it (relative: the twin in the agent's namespace).
+TWIN_RESET_SERVICE = "twin_node/reset"
+
+_NAMESPACE_DOC = ("ROS namespace of every node, e.g. /arm1 (topics become /arm1/joint_states, ...); "
+                  "empty = the root namespace")
 
 
 def arg(default: Any, doc: str) -> Any:
@@ -73,6 +89,7 @@ class TrainArgs:
     device: str = arg("auto", "torch device for training: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     run_dir: str = arg("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = the agent's default")
     seed: int = arg(0, "random seed of the twin (goals, noise) and of the learner")
+    namespace: str = arg("", _NAMESPACE_DOC)
 
 
 @dataclass
@@ -84,24 +101,26 @@ class DeployArgs:
     command_topic: str = arg(
         FORWARD_VELOCITY_TOPIC,
         "topic the velocity commands (std_msgs/Float64MultiArray) are remapped to, "
-        "e.g. /forward_velocity_controller/commands",
+        "relative to the namespace (or absolute, e.g. /forward_velocity_controller/commands)",
     )
     trajectory_topic: str = arg(
         JOINT_TRAJECTORY_TOPIC,
-        "topic the JointTrajectory commands are remapped to, e.g. /joint_trajectory_controller/joint_trajectory",
+        "topic the JointTrajectory commands are remapped to, relative to the namespace (or absolute)",
     )
     command_type: str = arg(
         "multi_array",
         "multi_array: Float64MultiArray velocities (forward_velocity_controller); "
         "trajectory: JointTrajectory (joint_trajectory_controller)",
     )
-    joint_states_topic: str = arg("/joint_states", "topic of the arm's sensor_msgs/JointState")
+    joint_states_topic: str = arg(AGENT_JOINT_STATES_TOPIC,
+                                  "topic of the arm's sensor_msgs/JointState, relative to the namespace (or absolute)")
     joint_names: str = arg("", "comma-separated joint names of the real arm; empty = the names in the YAML")
     control_rate: float = arg(20.0, "control rate in Hz")
     use_sim_time: bool = arg(False, "follow /clock (only when the arm is simulated)")
     device: str = arg("cpu", "torch device (deploy mode only evaluates a NumPy policy snapshot)")
     run_dir: str = arg("", "run directory for the deploy log; empty = the agent's default")
     seed: int = arg(0, "random seed")
+    namespace: str = arg("", _NAMESPACE_DOC)
 
 
 #: Backwards-friendly name used by the issue text: the train graph's arguments.
@@ -119,7 +138,7 @@ class NodeSpec:
     package: str
     executable: str
     name: str
-    namespace: str = ""  # empty = root; the config/*.yaml files are keyed by bare node names (root namespace)
+    namespace: str = ""  # empty = root; else absolute, e.g. /arm1 (config/*.yaml use /**/<node> keys: any namespace)
     params_files: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
@@ -161,6 +180,42 @@ def bundled_robot() -> str:
 
 # --------------------------------------------------------------------------- graphs
 
+_NAME_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: rmw's limit on a namespace's length (RMW_NAMESPACE_MAX_LENGTH; test_graph checks it against rclpy).
+NAMESPACE_MAX_LENGTH = 245
+
+
+def check_namespace(namespace: str, name: str = "namespace") -> str:
+    """The ROS namespace ``namespace`` normalised ("/" -> "" = root); ValueError naming ``name`` otherwise.
+
+    Valid: empty (root) or absolute: "/" followed by "/"-separated tokens of letters, digits and
+    underscores, none starting with a digit, no empty token (no "//", no trailing "/"), as
+    rmw_validate_namespace accepts.
+    """
+    ns = str(namespace).strip()
+    if ns in ("", "/"):
+        return ""
+    why = None
+    if not ns.startswith("/"):
+        why = "must be empty (root) or absolute, starting with '/', e.g. /arm1"
+    elif ns.endswith("/"):
+        why = "must not end with '/'"
+    elif len(ns) > NAMESPACE_MAX_LENGTH:
+        why = f"is longer than {NAMESPACE_MAX_LENGTH} characters"
+    else:
+        for token in ns[1:].split("/"):
+            if not token:
+                why = "must not contain '//'"
+            elif token[0].isdigit():
+                why = f"has a name token starting with a digit ({token!r})"
+            elif not _NAME_TOKEN.fullmatch(token):
+                why = f"has a name token with characters other than letters, digits and '_' ({token!r})"
+            if why:
+                break
+    if why:
+        raise ValueError(f"{name} = {namespace!r} is not a ROS namespace: it {why}")
+    return ns
+
 
 def train_graph(args: TrainArgs) -> list[NodeSpec]:
     """twin_node + agent_node for training against the MuJoCo twin."""
@@ -168,6 +223,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
     if args.real_time_factor < 0:
         raise ValueError(f"real_time_factor = {args.real_time_factor} must be >= 0 (0 = as fast as possible)")
+    namespace = check_namespace(args.namespace)
     twin_params: dict[str, Any] = {
         "control_period": 1.0 / float(args.control_rate),
         "real_time_factor": float(args.real_time_factor),
@@ -183,7 +239,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         "device": args.device,
         "seed": int(args.seed),
         "mode": "train",
-        "reset_service": "/twin_node/reset",
+        "reset_service": TWIN_RESET_SERVICE,  # relative: the twin in the same namespace
     }
     if args.run_dir:
         agent_params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
@@ -191,6 +247,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         package=PACKAGE,
         executable="twin_node",
         name="twin_node",
+        namespace=namespace,
         params_files=(args.twin_config or config_file("twin.yaml"),),
         parameters=twin_params,
     )
@@ -198,6 +255,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         package=PACKAGE,
         executable="agent_node",
         name="agent_node",
+        namespace=namespace,
         params_files=(args.config or config_file("mbpo.yaml"),),
         parameters=agent_params,
     )
@@ -205,13 +263,18 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
 
 
 def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
-    """agent_node alone in deploy mode, its command topics remapped to a real ros2_control arm."""
+    """agent_node alone in deploy mode, its command topics remapped to a real ros2_control arm.
+
+    The remappings' "from" sides are the agent's relative names, so they match in any namespace; a
+    relative "to" side resolves in the namespace too (``/arm1/forward_velocity_controller/commands``).
+    """
     if not args.checkpoint:
         raise ValueError("deploy needs checkpoint:=<run_dir>/checkpoint (a trained run's checkpoint directory)")
     if args.control_rate <= 0:
         raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
     if args.command_type not in ("multi_array", "trajectory"):
         raise ValueError(f"command_type = {args.command_type!r} must be multi_array or trajectory")
+    namespace = check_namespace(args.namespace)
     params: dict[str, Any] = {
         "mode": "deploy",
         "command_type": args.command_type,
@@ -228,13 +291,13 @@ def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
         params["joint_names"] = names
     if args.run_dir:
         params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
-    remaps = [(AGENT_COMMAND_TOPIC, args.command_topic), (AGENT_TRAJECTORY_TOPIC, args.trajectory_topic)]
-    if args.joint_states_topic != "/joint_states":
-        remaps.append(("/joint_states", args.joint_states_topic))
+    remaps = [(AGENT_COMMAND_TOPIC, args.command_topic), (AGENT_TRAJECTORY_TOPIC, args.trajectory_topic),
+              (AGENT_JOINT_STATES_TOPIC, args.joint_states_topic)]
     agent = NodeSpec(
         package=PACKAGE,
         executable="agent_node",
         name="agent_node",
+        namespace=namespace,
         params_files=(args.config or config_file("mbpo.yaml"),),
         parameters=params,
         remappings=tuple((a, b) for a, b in remaps if a != b),
@@ -300,10 +363,12 @@ def command_line(spec: NodeSpec) -> list[str]:
     return resolve_executable(spec) + to_ros_args(spec)
 
 
-def to_launch_node(spec: NodeSpec, output: str = "screen"):
-    """``launch_ros.actions.Node`` for ``spec`` (needs a full ROS 2 install)."""
-    from launch_ros.actions import Node
+def launch_node_kwargs(spec: NodeSpec, output: str = "screen") -> dict[str, Any]:
+    """The keyword arguments of ``launch_ros.actions.Node`` for ``spec`` (plain data, no launch import).
 
+    ``namespace`` is passed only when the spec has one, so an empty namespace leaves the node where
+    the including launch file puts it (e.g. under a ``PushRosNamespace``).
+    """
     kwargs: dict[str, Any] = {
         "package": spec.package,
         "executable": spec.executable,
@@ -314,7 +379,14 @@ def to_launch_node(spec: NodeSpec, output: str = "screen"):
     }
     if spec.namespace:
         kwargs["namespace"] = spec.namespace
-    return Node(**kwargs)
+    return kwargs
+
+
+def to_launch_node(spec: NodeSpec, output: str = "screen"):
+    """``launch_ros.actions.Node`` for ``spec`` (needs a full ROS 2 install)."""
+    from launch_ros.actions import Node
+
+    return Node(**launch_node_kwargs(spec, output=output))
 
 
 # --------------------------------------------------------------------------- launch arguments

@@ -54,21 +54,25 @@ class Graph:
 
 
 class Probe:
-    """An rclpy node on the test's domain recording joint states and commands with arrival times."""
+    """An rclpy node on the test's domain recording joint states and commands with arrival times.
 
-    def __init__(self, ctx):
+    It listens on the relative names joint_states and arm_controller/commands inside ``namespace``
+    (empty = the root namespace: /joint_states, /arm_controller/commands).
+    """
+
+    def __init__(self, ctx, namespace: str = ""):
         import rclpy
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import JointState
         from std_msgs.msg import Float64MultiArray
 
-        self.node = rclpy.create_node("e2e_probe", context=ctx)
+        self.node = rclpy.create_node("e2e_probe", context=ctx, namespace=namespace or None)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
         self.executor.add_node(self.node)
         self.states: list[tuple[float, float, np.ndarray]] = []  # (wall, stamp, position)
         self.commands: list[tuple[float, np.ndarray]] = []
-        self.node.create_subscription(JointState, "/joint_states", self._on_state, qos_profile_sensor_data)
-        self.node.create_subscription(Float64MultiArray, "/arm_controller/commands", self._on_command, 50)
+        self.node.create_subscription(JointState, "joint_states", self._on_state, qos_profile_sensor_data)
+        self.node.create_subscription(Float64MultiArray, "arm_controller/commands", self._on_command, 50)
 
     def _on_state(self, msg):
         stamp = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec

@@ -105,7 +105,7 @@ def test_deploy_graph_drives_a_ros2_control_style_arm(tmp_path, ros_context):
     twin = _specs(tmp_path / "unused", lockstep=False, real_time_factor=1.0)[0]
     twin = dataclasses.replace(
         twin, parameters={**twin.parameters, "publish_clock": False},
-        remappings=(("/arm_controller/commands", graph.FORWARD_VELOCITY_TOPIC),))
+        remappings=((graph.AGENT_COMMAND_TOPIC, graph.FORWARD_VELOCITY_TOPIC),))
     g = Graph([twin, agent], tmp_path / "logs")
     probe = Probe(ros_context)
     from std_msgs.msg import Float64MultiArray

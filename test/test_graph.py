@@ -104,7 +104,8 @@ def test_train_graph_content():
     assert twin.parameters["seed"] == agent.parameters["seed"] == 3
     assert Path(agent.parameters["run_dir"]).is_absolute()
     assert Path(twin.parameters["model_path"]).is_absolute()
-    assert agent.parameters["reset_service"] == "/twin_node/reset"
+    assert agent.parameters["reset_service"] == "twin_node/reset"  # relative: the twin in the agent's namespace
+    assert twin.namespace == agent.namespace == "", "default: the root namespace"
     assert "use_sim_time" not in twin.parameters, "the twin owns time; it must not follow /clock"
     with pytest.raises(ValueError, match="control_rate"):
         _train_specs(control_rate=0.0)
@@ -119,13 +120,79 @@ def test_deploy_graph_remaps_to_ros2_control():
     assert agent.parameters["reset_service"] == ""
     assert agent.parameters["command_type"] == "multi_array"
     remaps = dict(agent.remappings)
-    assert remaps["/arm_controller/commands"] == "/forward_velocity_controller/commands"
-    assert remaps["/arm_controller/joint_trajectory"] == "/joint_trajectory_controller/joint_trajectory"
-    assert remaps["/joint_states"] == "/arm/joint_states"
+    # Relative on both sides: the rules match, and land, in whatever namespace the agent runs in.
+    assert remaps["arm_controller/commands"] == "forward_velocity_controller/commands"
+    assert remaps["arm_controller/joint_trajectory"] == "joint_trajectory_controller/joint_trajectory"
+    assert remaps["joint_states"] == "/arm/joint_states"
+    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml"))
+    assert "joint_states" not in dict(agent.remappings), "no identity remapping"
     with pytest.raises(ValueError, match="checkpoint"):
         graph.deploy_graph(DeployArgs(config="/tmp/mbpo.yaml"))
     with pytest.raises(ValueError, match="command_type"):
         graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml", command_type="bogus"))
+
+
+def test_agent_default_topics_are_the_remap_sources():
+    """The deploy remappings' "from" sides are agent_node's own (relative) default names."""
+    from mbpo_ros.nodes.params import AgentParams
+
+    defaults = AgentParams()
+    assert graph.AGENT_COMMAND_TOPIC == defaults.command_topic
+    assert graph.AGENT_TRAJECTORY_TOPIC == defaults.trajectory_topic
+    assert graph.TWIN_RESET_SERVICE == defaults.reset_service
+    for name in (graph.AGENT_COMMAND_TOPIC, graph.AGENT_TRAJECTORY_TOPIC, graph.AGENT_JOINT_STATES_TOPIC,
+                 graph.FORWARD_VELOCITY_TOPIC, graph.JOINT_TRAJECTORY_TOPIC, graph.TWIN_RESET_SERVICE):
+        assert not name.startswith("/"), f"{name} must be relative to resolve in the graph's namespace"
+
+
+@pytest.mark.parametrize("cls", [TrainArgs, DeployArgs])
+def test_namespace_argument_reaches_every_node(cls):
+    assert "namespace" in {f.name for f in dataclasses.fields(cls)}
+    assert cls().namespace == ""
+    base = {"checkpoint": "ck"} if cls is DeployArgs else {"twin_config": "/tmp/twin.yaml"}
+    build = graph.deploy_graph if cls is DeployArgs else graph.train_graph
+    args = graph.args_from_strings(cls, {**base, "config": "/tmp/mbpo.yaml", "namespace": "/arm1"})
+    specs = build(args)
+    assert specs and all(s.namespace == "/arm1" for s in specs)
+    for spec in specs:
+        argv = graph.to_ros_args(spec)
+        i = argv.index("__ns:=/arm1")
+        assert argv[i - 1] == "-r"
+        kwargs = graph.launch_node_kwargs(spec)
+        assert kwargs["namespace"] == "/arm1" and kwargs["name"] == spec.name
+    # Root namespace: no __ns rule and no namespace keyword (a PushRosNamespace around the include applies).
+    for ns in ("", "/"):
+        for spec in build(dataclasses.replace(args, namespace=ns)):
+            assert spec.namespace == ""
+            assert not any(a.startswith("__ns:=") for a in graph.to_ros_args(spec))
+            assert "namespace" not in graph.launch_node_kwargs(spec)
+
+
+BAD_NAMESPACES = ["arm1", "/arm1/", "/1arm", "/arm-1", "/arm 1", "//arm1", "/a//b", "/~/x", "/{ns}"]
+
+
+@pytest.mark.parametrize("bad", BAD_NAMESPACES)
+def test_invalid_namespace_is_rejected_naming_the_argument(bad):
+    with pytest.raises(ValueError, match=r"^namespace = .* is not a ROS namespace"):
+        graph.train_graph(TrainArgs(config="/tmp/mbpo.yaml", twin_config="/tmp/twin.yaml", namespace=bad))
+    with pytest.raises(ValueError, match=r"^namespace = .* is not a ROS namespace"):
+        graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml", namespace=bad))
+
+
+def test_check_namespace_agrees_with_rclpy():
+    validate = pytest.importorskip("rclpy.validate_namespace").validate_namespace
+    for ns in [*BAD_NAMESPACES, "/arm1", "/robots/arm_1", "/_a/b9", "/a__b", "/" + "a" * 244, "/" + "a" * 245]:
+        try:
+            validate(ns)
+            ok = True
+        except Exception:  # rclpy's InvalidNamespaceException
+            ok = False
+        try:
+            graph.check_namespace(ns)
+            ours = True
+        except ValueError:
+            ours = False
+        assert ours == ok, f"{ns[:40]!r} ({len(ns)} chars): rclpy says valid={ok}, check_namespace says {ours}"
 
 
 def test_to_ros_args_layout():
@@ -187,6 +254,42 @@ def test_rclpy_parses_the_rendered_ros_args(tmp_path, ros_domain):
 
         pub = node.create_publisher(Float64MultiArray, "/arm_controller/commands", 1)
         assert pub.topic_name == "/forward_velocity_controller/commands"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.ros
+def test_namespaced_deploy_args_resolve_and_remap_inside_the_namespace(tmp_path, ros_domain):
+    """deploy_graph(namespace=/arm1) rendered as --ros-args: rclpy puts agent_node in /arm1, applies the
+    shipped YAML's `/**/agent_node:` section there, and the relative remap rules match the agent's
+    relative names inside the namespace (ROS 2 expands a rule's "from" in the node's namespace)."""
+    rclpy = pytest.importorskip("rclpy")
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+    from trajectory_msgs.msg import JointTrajectory
+
+    text = (REPO / "config" / "mbpo.yaml").read_text()
+    assert "\n    max_velocity_step: 3.0  #" in text
+    tuned = tmp_path / "mbpo.yaml"
+    tuned.write_text(text.replace("\n    max_velocity_step: 3.0  #", "\n    max_velocity_step: 1.25  #"))
+    (spec,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config=str(tuned), namespace="/arm1",
+                                            joint_states_topic="arm/joint_states"))
+    ctx = rclpy.Context()
+    rclpy.init(args=["prog", *graph.to_ros_args(spec)], context=ctx, domain_id=ros_domain)
+    try:
+        node = rclpy.create_node("some_other_name", context=ctx)
+        assert (node.get_namespace(), node.get_name()) == ("/arm1", "agent_node")
+        assert node.declare_parameter("max_velocity_step", 0.0).value == 1.25, "YAML section not applied"
+        assert node.declare_parameter("mode", "").value == "deploy"
+        cmd = node.create_publisher(Float64MultiArray, "arm_controller/commands", 1)
+        traj = node.create_publisher(JointTrajectory, "arm_controller/joint_trajectory", 1)
+        js = node.create_subscription(JointState, "joint_states", lambda _m: None, 1)
+        other = node.create_subscription(JointState, "goal", lambda _m: None, 1)
+        assert cmd.topic_name == "/arm1/forward_velocity_controller/commands"
+        assert traj.topic_name == "/arm1/joint_trajectory_controller/joint_trajectory"
+        assert js.topic_name == "/arm1/arm/joint_states"
+        assert other.topic_name == "/arm1/goal"
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mbpo_ros import graph
@@ -93,3 +94,120 @@ def test_running_nodes_offer_exactly_the_listed_interface(ros_context, tmp_path)
 
 def _diff(a, b):
     return {k: sorted(a[k] - b[k]) for k in a if a[k] - b[k]}
+
+
+#: Global by convention: these stay at the root whatever the nodes' namespace.
+_GLOBAL_NAMES = {"/clock", "/diagnostics"}
+
+
+def _listed_in(name: str, namespace: str) -> dict[str, set[tuple[str, str]]]:
+    """The listed interface of ``name`` as resolved in ``namespace`` (the table's names are root-resolved)."""
+    return {kind: {(n if n in _GLOBAL_NAMES else namespace + n, t) for n, t in pairs}
+            for kind, pairs in _listed(name).items()}
+
+
+def _offered_in(node, name: str, namespace: str) -> dict[str, set[tuple[str, str]]]:
+    def clean(pairs, defaults=()):
+        return {(n, t[0]) for n, t in pairs if n not in defaults and not n.endswith(_DEFAULT_SERVICE_SUFFIXES)}
+
+    return {
+        "publishes": clean(node.get_publisher_names_and_types_by_node(name, namespace), _DEFAULT_TOPICS),
+        "subscribes": clean(node.get_subscriber_names_and_types_by_node(name, namespace), _DEFAULT_TOPICS),
+        "service": clean(node.get_service_names_and_types_by_node(name, namespace)),
+        "client": clean(node.get_client_names_and_types_by_node(name, namespace)),
+    }
+
+
+def _get_parameter(probe, fqn: str, name: str, spin, timeout: float = 20.0):
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = probe.node.create_client(GetParameters, f"{fqn}/get_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), f"no {fqn}/get_parameters"
+        fut = client.call_async(GetParameters.Request(names=[name]))
+        assert spin(fut.done, timeout), f"no answer from {fqn}/get_parameters"
+        return parameter_value_to_python(fut.result().values[0])
+    finally:
+        probe.node.destroy_client(client)
+
+
+@pytest.mark.ros
+def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
+    """The train graph with namespace /arm1: every listed name but the global /clock and /diagnostics
+    resolves under /arm1, nothing is left on the root names, the agent commands (and resets) the twin
+    inside the namespace, and the shipped YAML files' `/**/<node>:` sections reach the namespaced nodes."""
+    from geometry_msgs.msg import PoseStamped
+    from graph_helpers import Graph, Probe
+    from rclpy.node import NodeNameNonExistentError
+
+    ns = "/arm1"
+    # The shipped params files with one value changed in each, to see that their sections apply in /arm1.
+    agent_yaml, twin_yaml = tmp_path / "mbpo.yaml", tmp_path / "twin.yaml"
+    text = (REPO / "config" / "mbpo.yaml").read_text()
+    assert "\n    max_velocity_step: 3.0  #" in text
+    agent_yaml.write_text(text.replace("\n    max_velocity_step: 3.0  #", "\n    max_velocity_step: 2.5  #"))
+    text = (REPO / "config" / "twin.yaml").read_text()
+    assert "\n    frame_id: base_link " in text
+    twin_yaml.write_text(text.replace("\n    frame_id: base_link ", "\n    frame_id: arm1_base "))
+
+    specs = graph.train_graph(graph.TrainArgs(run_dir=str(tmp_path / "run"), use_sim_time=False, namespace=ns,
+                                              config=str(agent_yaml), twin_config=str(twin_yaml)))
+    assert all(s.namespace == ns for s in specs)
+    specs = [dataclasses.replace(s, parameters={**s.parameters, "mode": "collect"}) if s.name == "agent_node" else s
+             for s in specs]
+    nodes = Graph(specs, tmp_path / "logs")
+    probe = Probe(ros_context, namespace=ns)  # listens on /arm1/joint_states and /arm1/arm_controller/commands
+    frames: list[str] = []
+    probe.node.create_subscription(PoseStamped, "ee_pose", lambda m: frames.append(m.header.frame_id), 10)
+    try:
+        # 1. The interface, resolved in /arm1.
+        deadline = time.monotonic() + 60.0
+        offered = {}
+        while time.monotonic() < deadline:
+            assert nodes.alive(), nodes.log_text()
+            try:
+                offered = {n: _offered_in(probe.node, n, ns) for n in ("twin_node", "agent_node")}
+            except NodeNameNonExistentError:  # not discovered yet
+                probe.spin_until(lambda: False, 0.5)
+                continue
+            if all(offered[n] == _listed_in(n, ns) for n in offered):
+                break
+            probe.spin_until(lambda: False, 0.5)
+        for name in ("twin_node", "agent_node"):
+            assert offered[name] == _listed_in(name, ns), (
+                f"{name}: offered minus listed {_diff(offered[name], _listed_in(name, ns))}; "
+                f"listed minus offered {_diff(_listed_in(name, ns), offered[name])}"
+            )
+        cmd = f"{ns}/arm_controller/commands"
+        assert {(i.node_namespace, i.node_name) for i in probe.node.get_publishers_info_by_topic(cmd)} == {
+            (ns, "agent_node")}
+        assert (ns, "twin_node") in {(i.node_namespace, i.node_name)
+                                     for i in probe.node.get_subscriptions_info_by_topic(cmd)}
+        # 2. The agent commands the twin in /arm1 and the arm moves; the agent's reset reached the twin.
+        ok = probe.spin_until(lambda: len(probe.commands) >= 20 and len(probe.states) >= 20 and frames,
+                              60.0, nodes.alive)
+        assert ok, f"{len(probe.commands)} commands, {len(probe.states)} states in {ns}\n{nodes.log_text()}"
+        assert all(c[1].shape == (6,) for c in probe.commands)
+        assert np.abs(probe.states[-1][2] - probe.states[0][2]).max() > 1e-3, "the arm does not move"
+        # The first episode (5 s at 20 Hz) ends with the agent calling twin_node/reset, resolved in /arm1.
+        reset = probe.spin_until(lambda: ": goal (" in nodes.logs["twin_node"].read_text(), 30.0, nodes.alive)
+        assert reset, f"the agent's reset did not reach {ns}/twin_node/reset\n{nodes.log_text()}"
+        # 3. Nothing on the root-namespace names, no node at the root.
+        topics = {n for n, _ in probe.node.get_topic_names_and_types()}
+        services = {n for n, _ in probe.node.get_service_names_and_types()}
+        for root in ("/joint_states", "/ee_pose", "/goal", "/arm_controller/commands",
+                     "/arm_controller/joint_trajectory"):
+            assert root not in topics, f"{root} in the graph: {sorted(topics)}"
+        assert not any(s.startswith(("/twin_node/", "/agent_node/")) for s in services), sorted(services)
+        placed = set(probe.node.get_node_names_and_namespaces())
+        assert {("twin_node", ns), ("agent_node", ns)} <= placed, placed
+        assert not {("twin_node", "/"), ("agent_node", "/")} & placed, placed
+        # 4. The YAML sections (`/**/agent_node:`, `/**/twin_node:`) were applied inside /arm1.
+        assert _get_parameter(probe, f"{ns}/agent_node", "max_velocity_step", probe.spin_until) == 2.5
+        assert _get_parameter(probe, f"{ns}/twin_node", "frame_id", probe.spin_until) == "arm1_base"
+        assert set(frames) == {"arm1_base"}, set(frames)
+    finally:
+        probe.close()
+        codes = nodes.stop()
+    assert codes == {"agent_node": 0, "twin_node": 0}, nodes.log_text()
