@@ -1,10 +1,12 @@
 """Soft Actor-Critic with the twin critics stacked into one vectorised module.
 
 The update follows softlearning's SAC (the implementation MBPO used): critic, actor and entropy
-coefficient losses are computed against the same pre-update parameters and applied together, so
-here they are one loss, one backward and one (foreach) Adam step; the actor's loss sees the
-critics through detached weights, so it does not train them. Target critics follow by Polyak
-averaging (``torch._foreach_lerp_``). Nothing in :meth:`SAC.update` syncs with the host.
+coefficient losses are computed against the same pre-update parameters and applied together in
+one fused Adam step; the actor's loss sees the critics' weights as constants, so it does not
+train them. The gradients are derived by hand (:func:`sac_gradients`, checked against autograd in
+test/test_core_sac.py), which lets the actor run once on ``[s'; s]`` and the online critics once
+on ``[(s, a); (s, pi(s))]``. Target critics follow by Polyak averaging (``torch._foreach_lerp_``).
+Nothing in :meth:`SAC.update` syncs with the host.
 """
 
 from __future__ import annotations
