@@ -142,7 +142,6 @@ class SAC(nn.Module):
         self.optimizer = make_adam(params, cfg.lr)
         self._online = list(self.critic.weights) + list(self.critic.biases)
         self._target = list(self.critic_target.weights) + list(self.critic_target.biases)
-        self._nl = len(self.critic.weights)
 
     def update(
         self,
