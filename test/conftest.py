@@ -38,6 +38,18 @@ def ros_context(ros_domain):
             rclpy.shutdown(context=ctx)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test: on 2 shared cores a second OpenMP thread mostly waits for the
+    first (small networks), and it would fight the other tests for the cores. Restored afterwards."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _quiet_threads(monkeypatch):
     """Keep torch from oversubscribing the 2 CI cores when tests spawn processes."""

@@ -13,13 +13,7 @@ from mbpo_ros.core.ensemble import ProbabilisticEnsemble
 NOISE_STD = torch.tensor([0.05, 0.1, 0.2, 0.4])
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread: on 2 shared cores a second OpenMP thread mostly waits for the first."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _linear_data(n: int, gen: torch.Generator):

@@ -12,13 +12,7 @@ from mbpo_ros.core.config import SACConfig
 from mbpo_ros.core.policy import PolicySnapshot
 from mbpo_ros.core.sac import SAC
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trained_sac(hidden_size: int = 64):

@@ -15,12 +15,7 @@ from mbpo_ros.core.tasks import TaskSpec
 OD, A = 4, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _parts(seed=0):

@@ -8,13 +8,7 @@ import torch
 from mbpo_ros.core.config import SACConfig
 from mbpo_ros.core.sac import SAC, sac_gradients, twin_q
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_twin_critics_are_two_independent_networks_in_one_pass():

@@ -16,12 +16,7 @@ from mbpo_ros.core.trainer import MBPO
 OD, AD = 3, 2
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _small_config(uncertainty: float = 0.0) -> Config:

@@ -34,15 +34,6 @@ def _evaluate(env, act) -> tuple[float, float]:
     return float(np.mean(succ)), float(np.mean(dist))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Small networks: one thread is fastest, and does not fight the other tests for the 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_sac_learns_reach_through_the_gym_env(one_torch_thread):
     import gymnasium as gym
 
