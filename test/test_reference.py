@@ -28,6 +28,10 @@ _DEFAULT_SERVICE_SUFFIXES = (
 )
 
 
+#: Global by convention: these stay at the root whatever the nodes' namespace.
+_GLOBAL_NAMES = {"/clock", "/diagnostics"}
+
+
 def test_readme_holds_the_generated_tables():
     readme = (REPO / "README.md").read_text()
     block = reference.render()
@@ -36,56 +40,71 @@ def test_readme_holds_the_generated_tables():
     )
 
 
-def _offered(node, name: str) -> dict[str, set[tuple[str, str]]]:
-    def clean(pairs, defaults=()):
-        return {(n, t[0]) for n, t in pairs if n not in defaults and not n.endswith(_DEFAULT_SERVICE_SUFFIXES)}
-
-    return {
-        "publishes": clean(node.get_publisher_names_and_types_by_node(name, "/"), _DEFAULT_TOPICS),
-        "subscribes": clean(node.get_subscriber_names_and_types_by_node(name, "/"), _DEFAULT_TOPICS),
-        "service": clean(node.get_service_names_and_types_by_node(name, "/")),
-        "client": clean(node.get_client_names_and_types_by_node(name, "/")),
-    }
-
-
-def _listed(name: str) -> dict[str, set[tuple[str, str]]]:
+def _listed(name: str, namespace: str = "") -> dict[str, set[tuple[str, str]]]:
+    """The README's interface of ``name`` resolved in ``namespace`` (the table's names are root-resolved;
+    /clock and /diagnostics are global whatever the namespace)."""
     out: dict[str, set[tuple[str, str]]] = {"publishes": set(), "subscribes": set(), "service": set(), "client": set()}
     for e in reference.INTERFACE:
         if e.node == name:
-            out[e.kind].add((e.name, e.type))
+            out[e.kind].add((e.name if e.name in _GLOBAL_NAMES else namespace + e.name, e.type))
     return out
+
+
+def _offered(node, name: str, namespace: str = "") -> dict[str, set[tuple[str, str]]]:
+    """What the running node ``name`` in ``namespace`` offers, less what every rclpy node offers."""
+    def clean(pairs, defaults=()):
+        return {(n, t[0]) for n, t in pairs if n not in defaults and not n.endswith(_DEFAULT_SERVICE_SUFFIXES)}
+
+    ns = namespace or "/"
+    return {
+        "publishes": clean(node.get_publisher_names_and_types_by_node(name, ns), _DEFAULT_TOPICS),
+        "subscribes": clean(node.get_subscriber_names_and_types_by_node(name, ns), _DEFAULT_TOPICS),
+        "service": clean(node.get_service_names_and_types_by_node(name, ns)),
+        "client": clean(node.get_client_names_and_types_by_node(name, ns)),
+    }
+
+
+def _collect_mode(specs):
+    """The same node wiring with agent_node in collect mode: no trainer process."""
+    return [dataclasses.replace(s, parameters={**s.parameters, "mode": "collect"}) if s.name == "agent_node" else s
+            for s in specs]
+
+
+def _assert_offers_the_listed_interface(probe_node, nodes, namespace: str, pause) -> None:
+    """Wait (up to 60 s, ``pause(seconds)`` between looks) until both nodes in ``namespace`` offer
+    exactly their listed interface; assert it, naming what differs."""
+    from rclpy.node import NodeNameNonExistentError
+
+    deadline = time.monotonic() + 60.0
+    offered = {}
+    while time.monotonic() < deadline:
+        assert nodes.alive(), nodes.log_text()
+        try:
+            offered = {n: _offered(probe_node, n, namespace) for n in ("twin_node", "agent_node")}
+        except NodeNameNonExistentError:  # not discovered yet
+            pause(0.5)
+            continue
+        if all(offered[n] == _listed(n, namespace) for n in offered):
+            break
+        pause(0.5)
+    for name in ("twin_node", "agent_node"):
+        listed = _listed(name, namespace)
+        assert offered.get(name) == listed, (
+            f"{name}: offered minus listed {_diff(offered.get(name, {}), listed)}; "
+            f"listed minus offered {_diff(listed, offered.get(name, {}))}"
+        )
 
 
 @pytest.mark.ros
 def test_running_nodes_offer_exactly_the_listed_interface(ros_context, tmp_path):
     import rclpy
     from graph_helpers import Graph
-    from rclpy.node import NodeNameNonExistentError
 
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(tmp_path / "run"), use_sim_time=False))
-    # collect mode: the same node wiring without starting a trainer process.
-    specs = [dataclasses.replace(s, parameters={**s.parameters, "mode": "collect"}) if s.name == "agent_node" else s
-             for s in specs]
-    nodes = Graph(specs, tmp_path / "logs")
+    nodes = Graph(_collect_mode(specs), tmp_path / "logs")
     probe = rclpy.create_node("reference_probe", context=ros_context)
     try:
-        deadline = time.monotonic() + 60.0
-        offered = {}
-        while time.monotonic() < deadline:
-            assert nodes.alive(), nodes.log_text()
-            try:
-                offered = {n: _offered(probe, n) for n in ("twin_node", "agent_node")}
-            except NodeNameNonExistentError:  # not discovered yet
-                time.sleep(0.5)
-                continue
-            if all(offered[n] == _listed(n) for n in offered):
-                break
-            time.sleep(0.5)
-        for name in ("twin_node", "agent_node"):
-            assert offered[name] == _listed(name), (
-                f"{name}: offered minus listed {_diff(offered[name], _listed(name))}; "
-                f"listed minus offered {_diff(_listed(name), offered[name])}"
-            )
+        _assert_offers_the_listed_interface(probe, nodes, "", time.sleep)
     finally:
         probe.destroy_node()
         codes = nodes.stop()
@@ -94,28 +113,6 @@ def test_running_nodes_offer_exactly_the_listed_interface(ros_context, tmp_path)
 
 def _diff(a, b):
     return {k: sorted(a[k] - b[k]) for k in a if a[k] - b[k]}
-
-
-#: Global by convention: these stay at the root whatever the nodes' namespace.
-_GLOBAL_NAMES = {"/clock", "/diagnostics"}
-
-
-def _listed_in(name: str, namespace: str) -> dict[str, set[tuple[str, str]]]:
-    """The listed interface of ``name`` as resolved in ``namespace`` (the table's names are root-resolved)."""
-    return {kind: {(n if n in _GLOBAL_NAMES else namespace + n, t) for n, t in pairs}
-            for kind, pairs in _listed(name).items()}
-
-
-def _offered_in(node, name: str, namespace: str) -> dict[str, set[tuple[str, str]]]:
-    def clean(pairs, defaults=()):
-        return {(n, t[0]) for n, t in pairs if n not in defaults and not n.endswith(_DEFAULT_SERVICE_SUFFIXES)}
-
-    return {
-        "publishes": clean(node.get_publisher_names_and_types_by_node(name, namespace), _DEFAULT_TOPICS),
-        "subscribes": clean(node.get_subscriber_names_and_types_by_node(name, namespace), _DEFAULT_TOPICS),
-        "service": clean(node.get_service_names_and_types_by_node(name, namespace)),
-        "client": clean(node.get_client_names_and_types_by_node(name, namespace)),
-    }
 
 
 def _get_parameter(probe, fqn: str, name: str, spin, timeout: float = 20.0):
@@ -139,7 +136,6 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
     inside the namespace, and the shipped YAML files' `/**/<node>:` sections reach the namespaced nodes."""
     from geometry_msgs.msg import PoseStamped
     from graph_helpers import Graph, Probe
-    from rclpy.node import NodeNameNonExistentError
 
     ns = "/arm1"
     # The shipped params files with one value changed in each, to see that their sections apply in /arm1.
@@ -154,31 +150,13 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(tmp_path / "run"), use_sim_time=False, namespace=ns,
                                               config=str(agent_yaml), twin_config=str(twin_yaml)))
     assert all(s.namespace == ns for s in specs)
-    specs = [dataclasses.replace(s, parameters={**s.parameters, "mode": "collect"}) if s.name == "agent_node" else s
-             for s in specs]
-    nodes = Graph(specs, tmp_path / "logs")
+    nodes = Graph(_collect_mode(specs), tmp_path / "logs")
     probe = Probe(ros_context, namespace=ns)  # listens on /arm1/joint_states and /arm1/arm_controller/commands
     frames: list[str] = []
     probe.node.create_subscription(PoseStamped, "ee_pose", lambda m: frames.append(m.header.frame_id), 10)
     try:
         # 1. The interface, resolved in /arm1.
-        deadline = time.monotonic() + 60.0
-        offered = {}
-        while time.monotonic() < deadline:
-            assert nodes.alive(), nodes.log_text()
-            try:
-                offered = {n: _offered_in(probe.node, n, ns) for n in ("twin_node", "agent_node")}
-            except NodeNameNonExistentError:  # not discovered yet
-                probe.spin_until(lambda: False, 0.5)
-                continue
-            if all(offered[n] == _listed_in(n, ns) for n in offered):
-                break
-            probe.spin_until(lambda: False, 0.5)
-        for name in ("twin_node", "agent_node"):
-            assert offered[name] == _listed_in(name, ns), (
-                f"{name}: offered minus listed {_diff(offered[name], _listed_in(name, ns))}; "
-                f"listed minus offered {_diff(_listed_in(name, ns), offered[name])}"
-            )
+        _assert_offers_the_listed_interface(probe.node, nodes, ns, lambda t: probe.spin_until(lambda: False, t))
         cmd = f"{ns}/arm_controller/commands"
         assert {(i.node_namespace, i.node_name) for i in probe.node.get_publishers_info_by_topic(cmd)} == {
             (ns, "agent_node")}
