@@ -86,6 +86,25 @@ def hopper_data(n: int, seed: int = 0):
     return rows
 
 
+def timed_fit(agent: MBPO, cap: int | None = None) -> tuple[float, dict]:
+    """(seconds, metrics) of one ``agent.train_model()``; ``cap`` overrides mbpo.max_model_updates for
+    this retrain only (0 = no cap: early stopping alone)."""
+    keep = agent.cfg.mbpo.max_model_updates
+    if cap is not None:
+        agent.cfg.mbpo.max_model_updates = cap
+    try:
+        t = time.perf_counter()
+        fit = agent.train_model()
+        return time.perf_counter() - t, fit
+    finally:
+        agent.cfg.mbpo.max_model_updates = keep
+
+
+def fit_summary(fit: dict) -> str:
+    return (f"{fit['model_updates']} gradient steps = {fit['model_epochs']} epochs, "
+            f"hold-out MSE {fit['model_holdout_mse']:.4f}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: torch's)")
@@ -125,38 +144,18 @@ def main() -> int:
     if args.ratios_only:
         agent.cfg.mbpo.max_model_updates = 1
         agent.cfg.mbpo.rollout_batch_size = cfg.mbpo.rollout_batch_size = 2000
-    t = time.perf_counter()
-    fit0 = agent.train_model()
-    t_fit0 = time.perf_counter() - t
-    print(
-        f"first model fit on {args.real} real transitions: {t_fit0:.1f} s, {fit0['model_updates']} gradient steps "
-        f"= {fit0['model_epochs']} epochs (cap {agent.cfg.mbpo.max_model_updates} steps), "
-        f"hold-out MSE {fit0['model_holdout_mse']:.4f}",
-        flush=True,
-    )
+    t_fit0, fit0 = timed_fit(agent)
+    print(f"first model fit on {args.real} real transitions: {t_fit0:.1f} s, {fit_summary(fit0)} "
+          f"(cap {agent.cfg.mbpo.max_model_updates} steps)", flush=True)
     if not args.ratios_only:
-        cap = agent.cfg.mbpo.max_model_updates
-        agent.cfg.mbpo.max_model_updates = 0
-        t = time.perf_counter()
-        conv = agent.train_model()
-        print(
-            f"trained on to convergence (no cap, early stopping): {time.perf_counter() - t:.1f} s more, "
-            f"{conv['model_updates']} gradient steps = {conv['model_epochs']} epochs, "
-            f"hold-out MSE {conv['model_holdout_mse']:.4f}",
-            flush=True,
-        )
-        agent.cfg.mbpo.max_model_updates = cap
+        t_conv, conv = timed_fit(agent, cap=0)
+        print(f"trained on to convergence (no cap, early stopping): {t_conv:.1f} s more, {fit_summary(conv)}",
+              flush=True)
     for row in extra:
         agent.add(*row)
-    t = time.perf_counter()
-    fit = agent.train_model()
-    t_fit = time.perf_counter() - t
-    print(
-        f"steady-state retrain (+{len(extra)} transitions, converged model): {t_fit:.1f} s, "
-        f"{fit['model_updates']} gradient steps = {fit['model_epochs']} epochs, "
-        f"hold-out MSE {fit['model_holdout_mse']:.4f}",
-        flush=True,
-    )
+    t_fit, fit = timed_fit(agent)
+    print(f"steady-state retrain (+{len(extra)} transitions, converged model): {t_fit:.1f} s, {fit_summary(fit)}",
+          flush=True)
 
     # --- rollout at the given horizon (fills the model buffer for the SAC mixture)
     t = time.perf_counter()

@@ -74,18 +74,11 @@ then run: .venv/bin/python benchmarks/mbrl_lib_compare.py --mbrl-python /tmp/mbr
 
 
 def hopper_arrays(n: int, seed: int) -> dict[str, np.ndarray]:
-    """n random-action Hopper-v5 transitions as arrays (obs, act, rew, next_obs, term)."""
-    import gymnasium as gym
+    """n random-action Hopper-v5 transitions as arrays (obs, act, rew, next_obs, term): the same
+    transitions as benchmarks/core_throughput.py's, from its generator (this venv only)."""
+    from core_throughput import hopper_data  # this script's folder is on sys.path
 
-    env = gym.make("Hopper-v5")
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    o, a, r, no, d = [], [], [], [], []
-    for _ in range(n):
-        act = rng.uniform(-1, 1, ACT).astype(np.float32)
-        nxt, rew, term, trunc, _ = env.step(act)
-        o.append(obs), a.append(act), r.append(rew), no.append(nxt), d.append(term)
-        obs = env.reset()[0] if term or trunc else nxt
+    o, a, r, no, d = zip(*hopper_data(n, seed))
     f = np.float32
     return {
         "obs": np.asarray(o, f),
@@ -389,6 +382,8 @@ def main() -> int:
         print(INSTALL.format(py=args.mbrl_python), file=sys.stderr)
         return 2
 
+    from core_throughput import timed_fit  # this script's folder is on sys.path
+
     from mbpo_ros.core.config import preset
     from mbpo_ros.core.rollout import branched_rollout
     from mbpo_ros.core.tasks import get_task
@@ -447,13 +442,7 @@ def main() -> int:
 
         def our_fit(cap: int | None = None) -> dict:
             """One retrain; cap overrides mbpo.max_model_updates for it (0 = none: early stopping only)."""
-            preset_cap = agent.cfg.mbpo.max_model_updates
-            if cap is not None:
-                agent.cfg.mbpo.max_model_updates = cap
-            t = time.perf_counter()
-            f = agent.train_model()
-            dt = time.perf_counter() - t
-            agent.cfg.mbpo.max_model_updates = preset_cap
+            dt, f = timed_fit(agent, cap)
             return {
                 "seconds": dt,
                 "epochs": f["model_epochs"],
