@@ -371,8 +371,13 @@ def test_real_time_factor_runs_faster_than_wall_clock_with_clock(twin_factory, p
         assert 2.0 < ratio < 5.0, f"simulated/wall = {ratio:.2f}, real_time_factor {rtf}"
     else:
         assert ratio > 3.0, f"as fast as possible gave only {ratio:.2f} x real time"
-    # Joint states are stamped with the same simulated time as /clock.
-    assert abs(probe.states[-1][1] - probe.clock[-1]) < 0.5e9
+    # Joint states are stamped with the same simulated time as /clock: both go out together with one stamp.
+    # Best-effort joint states may be dropped under load while reliable /clock gets through, so compare the
+    # stamps received, not the last message of each.
+    stamps = [s[1] for s in probe.states]
+    assert set(stamps) & set(probe.clock), "no /joint_states stamp matches a /clock stamp"
+    assert min(probe.clock) - 0.5e9 < min(stamps) and max(stamps) < max(probe.clock) + 0.5e9, (
+        f"joint states stamped {min(stamps)}..{max(stamps)} ns, /clock {min(probe.clock)}..{max(probe.clock)} ns")
     # Commands are still served between physics steps.
     probe.wait_for_subscriber(twin)
     q0 = probe.states[-1][2]
