@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from mbpo_ros.core.config import SACConfig
 from mbpo_ros.core.ensemble import make_adam
+from mbpo_ros.core.gemm import linear, matmul
 
 __all__ = ["Actor", "TwinCritic", "SAC"]
 
@@ -58,7 +59,7 @@ class Actor(nn.Module):
         h = obs
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.addmm(b, h, w)
+            h = linear(h, w, b)
             if i < last:
                 h = F.relu(h, inplace=True)  # in place: saves an allocation per layer
         mean, log_std = h.split(self.act_dim, dim=-1)
@@ -84,7 +85,7 @@ def twin_q(obs: torch.Tensor, act: torch.Tensor, weights, biases) -> torch.Tenso
     h = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
     last = len(weights) - 1
     for i, (w, b) in enumerate(zip(weights, biases)):
-        h = torch.baddbmm(b, h, w)
+        h = linear(h, w, b)
         if i < last:
             h = F.relu(h, inplace=True)  # in place: saves an allocation per layer
     return h.squeeze(-1)
@@ -214,7 +215,7 @@ def sac_gradients(
     ha = [s2]
     h = s2
     for i in range(nl_a):
-        h = torch.addmm(ab[i], h, aw[i])
+        h = linear(h, aw[i], ab[i])
         if i < nl_a - 1:
             h.clamp_min_(0.0)
             ha.append(h)
@@ -239,7 +240,7 @@ def sac_gradients(
     hc = [x.unsqueeze(0).expand(cw[0].shape[0], -1, -1)]
     h = hc[0]
     for i in range(nl_c):
-        h = torch.baddbmm(cb[i], h, cw[i])
+        h = linear(h, cw[i], cb[i])
         if i < nl_c - 1:
             h.clamp_min_(0.0)
             hc.append(h)
@@ -257,14 +258,14 @@ def sac_gradients(
     c_gw: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
     c_gb: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
     for i in range(nl_c - 1, -1, -1):
-        c_gw[i] = torch.bmm(hc[i][:, :B].transpose(1, 2), g[:, :B])
+        c_gw[i] = matmul(hc[i][:, :B].transpose(1, 2), g[:, :B])
         c_gb[i] = g[:, :B].sum(dim=1, keepdim=True)
         if i > 0:
             # the output layer has one unit: its input gradient is an outer product, not a matmul
-            back = g * cw[i].transpose(1, 2) if i == nl_c - 1 else torch.bmm(g, cw[i].transpose(1, 2))
+            back = g * cw[i].transpose(1, 2) if i == nl_c - 1 else matmul(g, cw[i].transpose(1, 2))
             g = _relu_backward(back, hc[i])
     # d actor_loss / d pi_act: through the action columns of the first critic layer, both critics
-    d_pi = torch.bmm(g[:, B:], cw[0][:, o:, :].transpose(1, 2)).sum(dim=0)  # [B, a]
+    d_pi = matmul(g[:, B:], cw[0][:, o:, :].transpose(1, 2)).sum(dim=0)  # [B, a]
 
     # ---- actor backward (rows B: of the actor pass)
     pa = pi[B:]
@@ -277,12 +278,12 @@ def sac_gradients(
     a_gw: list[torch.Tensor] = [None] * nl_a  # type: ignore[list-item]
     a_gb: list[torch.Tensor] = [None] * nl_a  # type: ignore[list-item]
     for i in range(nl_a - 1, -1, -1):
-        a_gw[i] = torch.mm(ha[i][B:].t(), g)
+        a_gw[i] = matmul(ha[i][B:].t(), g)
         a_gb[i] = g.sum(dim=0)
         if i > 0:
-            g = _relu_backward(torch.mm(g, aw[i].t()), ha[i][B:])
+            g = _relu_backward(matmul(g, aw[i].t()), ha[i][B:])
 
-    grads = a_gw + a_gb + c_gw + c_gb
+    grads = [t.contiguous() for t in a_gw + a_gb + c_gw + c_gb]  # matmul() may return transposed views
     if cfg.auto_entropy:
         grads.append(-(cur_logp + sac.target_entropy).mean())
     metrics = {
