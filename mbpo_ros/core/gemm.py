@@ -8,6 +8,7 @@ or a critic's output layer and of their weight gradients, so :func:`linear` and 
 compute any product with fewer than :data:`NARROW` output columns as ``(B^T A^T)^T``: the same
 numbers up to float rounding, returned as a transposed view. Wider products go to
 ``addmm``/``baddbmm``/``mm``/``bmm`` unchanged. Figures: docs/benchmarks.md ("Narrow matrix products").
+The same form is used on CUDA, where cuBLAS takes both forms by transpose flags (not measured here).
 """
 
 from __future__ import annotations
