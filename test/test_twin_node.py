@@ -372,12 +372,10 @@ def test_real_time_factor_runs_faster_than_wall_clock_with_clock(twin_factory, p
     else:
         assert ratio > 3.0, f"as fast as possible gave only {ratio:.2f} x real time"
     # Joint states are stamped with the same simulated time as /clock: both go out together with one stamp.
-    # Best-effort joint states may be dropped under load while reliable /clock gets through, so compare the
-    # stamps received, not the last message of each.
-    stamps = [s[1] for s in probe.states]
-    assert set(stamps) & set(probe.clock), "no /joint_states stamp matches a /clock stamp"
-    assert min(probe.clock) - 0.5e9 < min(stamps) and max(stamps) < max(probe.clock) + 0.5e9, (
-        f"joint states stamped {min(stamps)}..{max(stamps)} ns, /clock {min(probe.clock)}..{max(probe.clock)} ns")
+    # Under load either subscription can lag the other by a few hundred ms of wall time (best-effort joint
+    # states get dropped, reliable /clock queues up), so compare the stamps received, not the last of each.
+    shared = set(s[1] for s in probe.states) & set(probe.clock)
+    assert len(shared) >= 10, f"only {len(shared)} /joint_states stamps match a /clock stamp"
     # Commands are still served between physics steps.
     probe.wait_for_subscriber(twin)
     q0 = probe.states[-1][2]
