@@ -134,6 +134,7 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
     """The train graph with namespace /arm1: every listed name but the global /clock and /diagnostics
     resolves under /arm1, nothing is left on the root names, the agent commands (and resets) the twin
     inside the namespace, and the shipped YAML files' `/**/<node>:` sections reach the namespaced nodes."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from graph_helpers import Graph, Probe
 
@@ -154,6 +155,9 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
     probe = Probe(ros_context, namespace=ns)  # listens on /arm1/joint_states and /arm1/arm_controller/commands
     frames: list[str] = []
     probe.node.create_subscription(PoseStamped, "ee_pose", lambda m: frames.append(m.header.frame_id), 10)
+    hardware: set[tuple[str, str]] = set()  # (status name, hardware_id) seen on the global /diagnostics
+    probe.node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: hardware.update(
+        (st.name.split(":")[0], st.hardware_id) for st in m.status), 10)
     try:
         # 1. The interface, resolved in /arm1.
         _assert_offers_the_listed_interface(probe.node, nodes, ns, lambda t: probe.spin_until(lambda: False, t))
@@ -185,6 +189,9 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
         assert _get_parameter(probe, f"{ns}/agent_node", "max_velocity_step", probe.spin_until) == 2.5
         assert _get_parameter(probe, f"{ns}/twin_node", "frame_id", probe.spin_until) == "arm1_base"
         assert set(frames) == {"arm1_base"}, set(frames)
+        # 5. On the global /diagnostics each node names itself by its namespaced name.
+        want = {("agent_node", f"{ns}/agent_node"), ("twin_node", f"{ns}/twin_node")}
+        assert probe.spin_until(lambda: want <= hardware, 10.0, nodes.alive), hardware
     finally:
         probe.close()
         codes = nodes.stop()

@@ -320,7 +320,7 @@ class TwinNode(Node):
         self.diag_last = (now, self.sim_ns)
         st = DiagnosticStatus()
         st.name = f"{self.get_name()}: simulation"
-        st.hardware_id = self.twin.model_path
+        st.hardware_id = self.get_fully_qualified_name()  # tells the arms of a namespaced graph apart
         target = self.p.real_time_factor
         if not self.p.lockstep and target > 0 and rtf < 0.8 * target:
             st.level = DiagnosticStatus.WARN
@@ -340,6 +340,7 @@ class TwinNode(Node):
             "dropped_joint_states": str(self.dropped_states),
             "sim_time": f"{self.sim_ns * 1e-9:.3f}",
             "episode": str(self.episode),
+            "model_path": self.twin.model_path,
         }
         st.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray()
