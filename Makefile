@@ -11,6 +11,8 @@ STAMP       := $(VENV)/.mbpo-ros-setup
 # The Jazzy wheels install the ament index under the venv prefix.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
+# Every process the demo, the tests and the benchmarks start discovers ROS peers on this host only.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
 .PHONY: setup demo test test-fast lint bench clean
 

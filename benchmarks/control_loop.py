@@ -44,6 +44,7 @@ import numpy as np
 from mbpo_ros.core.config import preset
 from mbpo_ros.core.tasks import get_task
 from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions, _auto_threads
+from mbpo_ros.graph import LOCAL_DISCOVERY
 
 TASK = get_task("reach")
 OBS, ACT = TASK.obs_dim, TASK.act_dim
@@ -365,7 +366,7 @@ def run_agent_node(rates, seconds: float) -> list[dict]:
     """
     from domain_coordinator import domain_id
 
-    from mbpo_ros.graph import TrainArgs, command_line, train_graph
+    from mbpo_ros.graph import TrainArgs, command_line, local_env, train_graph
 
     rows = []
     for rate in rates:
@@ -375,7 +376,7 @@ def run_agent_node(rates, seconds: float) -> list[dict]:
             overrides = {"agent_node": {"mbpo.init_random_steps": 200}}
             specs = [dataclasses.replace(sp, parameters={**sp.parameters, **overrides.get(sp.name, {})})
                      for sp in specs]
-            env = dict(os.environ, ROS_DOMAIN_ID=str(did), AMENT_PREFIX_PATH=sys.prefix)
+            env = local_env(ROS_DOMAIN_ID=str(did), AMENT_PREFIX_PATH=sys.prefix)
             logs = [open(os.path.join(tmp, f"{sp.name}.log"), "w") for sp in specs]  # noqa: SIM115
             procs = [subprocess.Popen(command_line(sp), env=env, stdout=log, stderr=subprocess.STDOUT)
                      for sp, log in zip(specs, logs)]
@@ -439,6 +440,7 @@ def machine() -> str:
 
 
 def main(argv=None) -> int:
+    os.environ.update(LOCAL_DISCOVERY)  # this process's listener and every node it starts: this host only
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--modes", nargs="+", default=["idle", "process", "thread"],
                    choices=["idle", "process", "idleproc", "thread"],

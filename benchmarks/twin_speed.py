@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mbpo_ros.graph import LOCAL_DISCOVERY
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -165,6 +167,7 @@ def main() -> int:
     ap.add_argument("--sim-seconds", type=float, default=100.0, help="simulated seconds for the twin-alone run")
     args = ap.parse_args()
     os.environ.setdefault("AMENT_PREFIX_PATH", str(Path(sys.prefix)))
+    os.environ.update(LOCAL_DISCOVERY)  # the twins this starts and the probe here: this host only
     from domain_coordinator import domain_id
 
     print("command: AMENT_PREFIX_PATH=$PWD/.venv .venv/bin/python benchmarks/twin_speed.py "

@@ -70,6 +70,19 @@ _NAMESPACE_DOC = ("ROS namespace of every node, e.g. /arm1 (topics become /arm1/
                   "empty = the root namespace")
 
 
+#: Environment of every process mbpo-ros, the tests, benchmarks and demos start: the graphs they run live
+#: on one host, so DDS discovery stays on it (other machines' nodes are not heard, nor disturbed).
+LOCAL_DISCOVERY = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+
+
+def local_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """A copy of ``base`` (default ``os.environ``) with :data:`LOCAL_DISCOVERY` and ``extra`` set."""
+    env = dict(os.environ if base is None else base)
+    env.update(LOCAL_DISCOVERY)
+    env.update(extra)
+    return env
+
+
 def arg(default: Any, doc: str) -> Any:
     """A GraphArgs field: its default and the description shown by `ros2 launch ... --show-args`."""
     return field(default=default, metadata={"doc": doc})

@@ -11,6 +11,16 @@ import time
 import pytest
 
 
+def pytest_configure(config):
+    """Session-wide: every process the tests start discovers ROS peers on this host only.
+
+    Set before any test runs (so rclpy contexts in the test process and every child process inherit
+    it); together with a ROS_DOMAIN_ID per test graph (``ros_domain``), tests never hear other machines'
+    nodes, nor each other.
+    """
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+
 @pytest.fixture
 def ros_domain(monkeypatch):
     """A free ROS_DOMAIN_ID for this test, exported so that child processes inherit it.

@@ -28,7 +28,8 @@ class Graph:
             self.logs[s.name] = log_dir / f"{s.name}.log"
             with open(self.logs[s.name], "w") as log:
                 self.procs[s.name] = subprocess.Popen(graph.command_line(s), stdout=log, stderr=subprocess.STDOUT,
-                                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                                      env=graph.local_env())
 
     def log_text(self) -> str:
         return "\n".join(f"--- {n}:\n{p.read_text(errors='replace')[-3000:]}" for n, p in self.logs.items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib.util
+import os
 import py_compile
 import re
 from pathlib import Path
@@ -293,3 +294,10 @@ def test_namespaced_deploy_args_resolve_and_remap_inside_the_namespace(tmp_path,
         node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_processes_started_for_tests_and_benchmarks_discover_on_this_host_only():
+    env = graph.local_env({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "PATH": "/bin"}, ROS_DOMAIN_ID="7")
+    assert env == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PATH": "/bin", "ROS_DOMAIN_ID": "7"}
+    # conftest.py sets it for the whole session, so every child process of every test inherits it.
+    assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+from ament_index_python.packages import get_package_share_directory
 from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
@@ -93,8 +94,9 @@ def test_write_and_read_back_exactly(tmp_path):
     assert list(m.ros_msg.data) == expected.tolist()
 
     # The schema is the exact std_msgs text with its dependencies, in ros2msg concatenated form.
-    share = os.path.join(os.environ.get("AMENT_PREFIX_PATH", sys.prefix).split(os.pathsep)[0],
-                         "share", "std_msgs", "msg")
+    # Found through the ament index over every AMENT_PREFIX_PATH entry: in a colcon workspace the first
+    # entry is this package's own install prefix, which holds no std_msgs.
+    share = os.path.join(get_package_share_directory("std_msgs"), "msg")
     texts = {n: open(os.path.join(share, n + ".msg")).read()
              for n in ("Float64MultiArray", "MultiArrayLayout", "MultiArrayDimension")}
     sep = "=" * 80

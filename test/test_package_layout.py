@@ -1,8 +1,10 @@
 """The package builds with colcon like any ament_python package and installs the ROS layout.
 
-colcon-core, colcon-ros and colcon-python-setup-py come from PyPI (see ENVIRONMENT.md), so
+colcon-core, colcon-ros and colcon-python-setup-py come from PyPI (requirements.txt), so
 this is a real `colcon build` of the source tree into a temporary prefix, not a look at
-setup.py's text.
+setup.py's text; and a real `colcon test` of one test module in that workspace, which runs
+pytest only when setup.py declares pytest as a test dependency and puts the package's own
+install prefix first on AMENT_PREFIX_PATH, as on a ROS machine.
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ def _copy_sources(dst: Path) -> Path:
     return src
 
 
-@pytest.fixture(scope="module")
-def colcon_install(tmp_path_factory) -> Path:
+def _colcon() -> str:
     colcon = shutil.which("colcon", path=str(VENV_BIN)) or shutil.which("colcon")
     if colcon is None:
         pytest.fail("colcon is not installed: `make setup` installs colcon-core, colcon-ros and colcon-python-setup-py")
+    return colcon
+
+
+@pytest.fixture(scope="module")
+def colcon_install(tmp_path_factory) -> Path:
+    colcon = _colcon()
     ws = tmp_path_factory.mktemp("ws")
     _copy_sources(ws)
     env = dict(os.environ)
@@ -76,6 +83,47 @@ def test_mjcf_asset_and_cli_work_from_install(colcon_install):
     assert proc.returncode == 0, proc.stderr
     for sub in ("train", "eval", "gym"):
         assert sub in proc.stdout
+
+
+def test_colcon_test_runs_pytest_with_the_install_prefix_first(colcon_install):
+    """`colcon test` (the README's command) runs the suite with pytest, not unittest's "Ran 0 tests".
+
+    One module is run, test_io_transition_log's exact read-back, which reads std_msgs' .msg files:
+    under colcon the first AMENT_PREFIX_PATH entry is mbpo_ros's own install prefix, so it passes only
+    if the test (and the product) look packages up through the ament index over every prefix.
+    """
+    ws = colcon_install.parents[1]
+    env = dict(os.environ)
+    env.setdefault("AMENT_PREFIX_PATH", str(VENV_BIN.parent))
+    env.pop("PYTEST_ADDOPTS", None)
+    node_id = "test/test_io_transition_log.py::test_write_and_read_back_exactly"
+    proc = subprocess.run(
+        [_colcon(), "--log-base", "log", "test", "--base-paths", "src", "--build-base", "build",
+         "--install-base", "install", "--event-handlers", "console_direct+",
+         "--pytest-args", node_id, "-p", "no:cacheprovider", "-v"],
+        cwd=ws, env=env, capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"colcon test failed:\n{out[-4000:]}"
+    assert "Ran 0 tests" not in out, "colcon ran unittest, not pytest: setup.py lacks the pytest test dependency"
+    result = ws / "build" / "mbpo_ros" / "pytest.xml"
+    assert result.is_file(), f"colcon's pytest step wrote no {result}:\n{out[-4000:]}"
+    suite = ET.parse(result).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    assert (int(suite.get("tests")), int(suite.get("failures")), int(suite.get("errors"))) == (1, 0, 0), \
+        ET.tostring(suite, encoding="unicode")[-4000:]
+    # colcon's hook for the package prepends its own prefix: the layout the test must not assume away.
+    hook = colcon_install / "share" / "mbpo_ros" / "hook" / "ament_prefix_path.dsv"
+    assert hook.read_text().startswith("prepend-non-duplicate;AMENT_PREFIX_PATH;"), hook.read_text()
+
+
+def test_setup_py_declares_pytest_for_colcon():
+    """colcon-core's own check on setup.py: its pytest step matches the package only with the dependency."""
+    from colcon_core.task.python.test import has_test_dependency
+    from colcon_python_setup_py.package_identification.python_setup_py import get_setup_information
+
+    assert has_test_dependency(get_setup_information(REPO / "setup.py"), "pytest"), \
+        "setup.py must declare pytest in extras_require['test'] (and tests_require) or colcon test runs unittest"
 
 
 def test_package_xml_is_format3_ament_python():
