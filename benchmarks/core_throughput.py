@@ -1,6 +1,7 @@
 """MBPO core throughput at the Hopper settings, against this machine's own matmul throughput.
 
     .venv/bin/python benchmarks/core_throughput.py [--threads N] [--real 20000] [--horizon 15] [--quick]
+    .venv/bin/python benchmarks/core_throughput.py --ratios-only --sac-ab [--sac-hidden 128]
 
 Prints: SAC updates/s, ensemble training samples/s, rollout samples/s, seconds per 1,000 env
 steps at the Hopper preset (4 retrains + 4 x 100k rollouts + 20,000 SAC updates) both at steady
@@ -8,6 +9,12 @@ state (a converged model retrained after 250 more transitions) and as the bound 
 runs into the mbpo.max_model_updates cap (large data), and the achieved GFLOP/s of the SAC update and of an ensemble training step as a fraction of the measured
 throughput of batched matmuls of the same shapes (measured in the same run, interleaved, best of
 several repeats, because the machines are shared and noisy).
+
+``--sac-ab`` also times the SAC update by autograd on the reference losses (``sac.gradients =
+"autograd"``) interleaved with the hand-derived fast path (``"hand"``) on the same batches, and
+prints the ratio: the measurement that keeps the fast path (core/sac.py) in the package.
+``--sac-hidden``/``--sac-critics``/``--sac-layer-norm`` change the SAC's shape (the layer-normed
+critics have no fast path: autograd only).
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ def mlp_flops(dims: list[int], batch: int) -> int:
     return 2 * batch * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
-def sac_update_flops(obs: int, act: int, hidden: int, layers: int, batch: int) -> int:
+def sac_update_flops(obs: int, act: int, hidden: int, layers: int, batch: int, critics: int = 2) -> int:
     """FLOPs of one fused SAC update (matmuls only).
 
     Forward: actor at s' and s, target twin critic at (s', a'), twin critic at (s, a) and at (s, pi(s)).
@@ -53,7 +60,7 @@ def sac_update_flops(obs: int, act: int, hidden: int, layers: int, batch: int) -
     critic at (s, pi(s)) (input gradient only), none for the no-grad target parts.
     """
     actor = mlp_flops([obs] + [hidden] * layers + [2 * act], batch)
-    critic = 2 * mlp_flops([obs + act] + [hidden] * layers + [1], batch)
+    critic = critics * mlp_flops([obs + act] + [hidden] * layers + [1], batch)
     forward = 2 * actor + 3 * critic
     backward = 2 * critic + 2 * actor + critic
     return forward + backward
@@ -113,6 +120,11 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     p.add_argument("--ratios-only", action="store_true",
                    help="only the SAC update and ensemble step against matmul (no model fit, no rollout)")
+    p.add_argument("--sac-ab", action="store_true",
+                   help="A/B: SAC update by autograd (reference) against the hand-derived fast path")
+    p.add_argument("--sac-hidden", type=int, default=None, help="SAC hidden units (default: the preset's 256)")
+    p.add_argument("--sac-critics", type=int, default=None, help="SAC critics (default: 2)")
+    p.add_argument("--sac-layer-norm", action="store_true", help="layer-normed critics (autograd only)")
     args = p.parse_args()
     if args.ratios_only:
         args.real, args.horizon = 2000, 1
@@ -123,6 +135,11 @@ def main() -> int:
 
     cfg = preset("Hopper-v5")
     cfg.device = "cpu"
+    if args.sac_hidden is not None:
+        cfg.sac.hidden_size = args.sac_hidden
+    if args.sac_critics is not None:
+        cfg.sac.num_critics = args.sac_critics
+    cfg.sac.critic_layer_norm = args.sac_layer_norm
     agent = MBPO(OBS, ACT, cfg, get_task("Hopper-v5"))
     data = hopper_data(args.real + 250)
     extra = data[args.real :]
@@ -181,17 +198,26 @@ def main() -> int:
 
     a_s, b_s = torch.randn(2, 256, h), torch.randn(2, h, h)
     a_e, b_e = torch.randn(cfg.ensemble.num_members, 256, eh), torch.randn(cfg.ensemble.num_members, eh, eh)
-    t_sac = t_ens = t_bs = t_be = float("inf")
+    t_sac = t_ens = t_bs = t_be = t_auto = t_hand = float("inf")
     agent.update(10, sync=True)
+    fast = agent.sac.hand_gradients
+    if args.sac_ab and not fast:
+        print("--sac-ab: this SAC shape has no hand-derived fast path (autograd only)")
     for _ in range(reps):
         t_bs = min(t_bs, best_time(lambda: torch.bmm(a_s, b_s), 100, 1))
         t_sac = min(t_sac, best_time(lambda: agent.update(n_upd, sync=False), 1, 1) / n_upd)
+        if args.sac_ab and fast:
+            for hand in (False, True):  # interleaved with each other and with the bmm reference
+                agent.sac.hand_gradients = hand
+                t = best_time(lambda: agent.update(n_upd, sync=False), 1, 1) / n_upd
+                t_auto, t_hand = (t_auto, min(t_hand, t)) if hand else (min(t_auto, t), t_hand)
+            agent.sac.hand_gradients = fast
         t_be = min(t_be, best_time(lambda: torch.bmm(a_e, b_e), 50, 1))
         t_ens = min(t_ens, best_time(ens_step, 20, 1))
     agent.sac_metrics()
     mm_sac = 2 * 2 * 256 * h * h / t_bs / 1e9
     mm_ens = 2 * cfg.ensemble.num_members * 256 * eh * eh / t_be / 1e9
-    sac_flops = sac_update_flops(OBS, ACT, h, cfg.sac.num_hidden, cfg.sac.batch_size)
+    sac_flops = sac_update_flops(OBS, ACT, h, cfg.sac.num_hidden, cfg.sac.batch_size, cfg.sac.num_critics)
     sac_gf = sac_flops / t_sac / 1e9
     ens_flops = ensemble_step_flops(OBS + ACT, OBS + 1, eh, cfg.ensemble.num_hidden, cfg.ensemble.num_members, 256)
     ens_gf = ens_flops / t_ens / 1e9
@@ -207,6 +233,10 @@ def main() -> int:
     print(f"SAC update: {t_sac * 1e3:.2f} ms = {1 / t_sac:.0f} updates/s; {sac_flops / 1e6:.0f} MFLOP -> "
           f"{sac_gf:.1f} GFLOP/s = {100 * sac_gf / mm_sac:.0f}% of bmm [2,256,{h}]x[{h},{h}] measured "
           f"alongside ({mm_sac:.1f} GFLOP/s)")
+    if args.sac_ab and fast:
+        print(f"SAC update A/B (sac.gradients, {cfg.sac.num_critics} critics {cfg.sac.num_hidden}x{h}, batch "
+              f"{cfg.sac.batch_size}): autograd {t_auto * 1e3:.2f} ms, hand {t_hand * 1e3:.2f} ms -> the fast path "
+              f"takes {100 * t_hand / t_auto:.0f}% of autograd's time ({t_auto / t_hand:.2f}x)")
     print(f"ensemble train step (7x4x200, batch 256/member): {t_ens * 1e3:.2f} ms = "
           f"{7 * 256 / t_ens:.0f} samples/s (member-samples); {ens_flops / 1e6:.0f} MFLOP -> {ens_gf:.1f} GFLOP/s = "
           f"{100 * ens_gf / mm_ens:.0f}% of bmm [7,256,{eh}]x[{eh},{eh}] measured alongside ({mm_ens:.1f} GFLOP/s)")

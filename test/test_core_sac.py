@@ -1,4 +1,5 @@
-"""SAC: stacked twin critics, Polyak averaging, entropy tuning, and learning a contextual bandit."""
+"""SAC: stacked critics (plain and layer-normed), the hand-derived fast path against the autograd reference,
+Polyak averaging, entropy tuning, and learning a contextual bandit."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from mbpo_ros.core.config import SACConfig
-from mbpo_ros.core.sac import SAC, sac_gradients, twin_q
+from mbpo_ros.core.config import Config, validate
+from mbpo_ros.core.sac import SAC, sac_gradients
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -28,27 +30,13 @@ def test_twin_critics_are_two_independent_networks_in_one_pass():
     assert not torch.allclose(q[0], q[1])
 
 
-def _reference_loss(sac: SAC, obs, act, rew, next_obs, done, noise) -> torch.Tensor:
-    """softlearning's three SAC losses written plainly, for autograd (the update derives them by hand)."""
-    alpha = sac.log_alpha.detach().exp()
-    with torch.no_grad():
-        next_act, next_logp = sac.actor.sample(next_obs, noise[0])
-        q_next = sac.critic_target(next_obs, next_act).min(dim=0).values
-        target = rew + sac.cfg.gamma * (1.0 - done) * (q_next - alpha * next_logp)
-    critic_loss = 0.5 * (sac.critic(obs, act) - target).square().mean(dim=1).sum()
-    pi_act, logp = sac.actor.sample(obs, noise[1])
-    frozen = [p.detach() for p in sac.critic.weights], [p.detach() for p in sac.critic.biases]
-    actor_loss = (alpha * logp - twin_q(obs, pi_act, *frozen).min(dim=0).values).mean()
-    alpha_loss = -(sac.log_alpha * (logp.detach() + sac.target_entropy)).mean()
-    return critic_loss + actor_loss + alpha_loss
-
-
-@pytest.mark.parametrize("num_hidden, log_std_max", [(2, 2.0), (3, 2.0), (2, -1.0)])
-def test_hand_written_gradients_match_autograd(num_hidden, log_std_max):
-    """Every parameter's gradient (actor, both critics, log-alpha) equals autograd's on the losses,
-    including the log-std clamp (log_std_max -1 clamps many samples)."""
+@pytest.mark.parametrize("num_hidden, log_std_max, num_critics", [(2, 2.0, 2), (3, 2.0, 2), (2, -1.0, 2), (2, 2.0, 5)])
+def test_hand_written_gradients_match_autograd(num_hidden, log_std_max, num_critics):
+    """The fast path agrees with the reference: every parameter's gradient (actor, every critic,
+    log-alpha) from sac_gradients equals autograd's on SAC.losses, including the log-std clamp
+    (log_std_max -1 clamps many samples) and a 5-critic ensemble."""
     g = torch.Generator().manual_seed(3)
-    cfg = SACConfig(hidden_size=32, num_hidden=num_hidden, log_std_max=log_std_max)
+    cfg = SACConfig(hidden_size=32, num_hidden=num_hidden, log_std_max=log_std_max, num_critics=num_critics)
     sac = SAC(5, 3, cfg, target_entropy=-3.0, device="cpu", generator=g)
     with torch.no_grad():  # targets differ from the online critics, alpha is not 1
         for p in sac.critic_target.parameters():
@@ -60,11 +48,76 @@ def test_hand_written_gradients_match_autograd(num_hidden, log_std_max):
              torch.randn(2, B, 3, generator=g))
     grads, metrics = sac_gradients(sac, *batch)
     sac.optimizer.zero_grad(set_to_none=True)
-    _reference_loss(sac, *batch).backward()
+    sac.losses(*batch)[0].backward()
     assert len(grads) == len(sac._params)
     for p, got in zip(sac._params, grads):
         torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
     assert all(v.dim() == 0 for v in metrics.values())
+
+
+def test_hand_and_autograd_updates_take_the_same_step():
+    """Three whole updates (Adam, Polyak) by either path from the same start end at the same weights."""
+    runs = {}
+    for path in ("hand", "autograd"):
+        g = torch.Generator().manual_seed(5)
+        sac = SAC(6, 2, SACConfig(hidden_size=32, gradients=path), -2.0, "cpu", g)
+        assert sac.hand_gradients == (path == "hand")
+        for _ in range(3):
+            B = 64
+            sac.update(torch.randn(B, 6, generator=g), torch.rand(B, 2, generator=g) * 2 - 1,
+                       torch.randn(B, generator=g), torch.randn(B, 6, generator=g), torch.zeros(B),
+                       torch.randn(2, B, 2, generator=g))
+        runs[path] = sac.state_dict()
+    for k, v in runs["hand"].items():
+        torch.testing.assert_close(runs["autograd"][k], v, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_auto_takes_the_fast_path_only_where_it_applies():
+    assert SAC(4, 2, SACConfig(hidden_size=8), -2.0, "cpu").hand_gradients
+    assert SAC(4, 2, SACConfig(hidden_size=8, num_critics=10), -2.0, "cpu").hand_gradients
+    assert not SAC(4, 2, SACConfig(hidden_size=8, critic_layer_norm=True), -2.0, "cpu").hand_gradients
+    assert not SAC(4, 2, SACConfig(hidden_size=8, gradients="autograd"), -2.0, "cpu").hand_gradients
+    with pytest.raises(ValueError, match="supports plain ReLU critics only"):
+        SAC(4, 2, SACConfig(hidden_size=8, critic_layer_norm=True, gradients="hand"), -2.0, "cpu")
+    cfg = Config()
+    cfg.sac.gradients = "fast"
+    with pytest.raises(ValueError, match="sac.gradients = 'fast'; use one of auto, autograd, hand"):
+        validate(cfg)
+
+
+def test_layer_norm_critics_normalise_every_hidden_layer():
+    """With critic_layer_norm each critic is Linear -> LayerNorm (own gain/offset) -> ReLU per hidden layer."""
+    g = torch.Generator().manual_seed(2)
+    sac = SAC(4, 2, SACConfig(hidden_size=16, num_critics=3, critic_layer_norm=True), -2.0, "cpu", g)
+    with torch.no_grad():
+        for p in sac.critic.ln_weights.parameters():
+            p.normal_(1.0, 0.3, generator=g)
+        for p in sac.critic.ln_biases.parameters():
+            p.normal_(0.0, 0.3, generator=g)
+    obs, act = torch.randn(5, 4, generator=g), torch.rand(5, 2, generator=g)
+    q = sac.critic(obs, act)
+    assert q.shape == (3, 5)
+    c = sac.critic
+    for k in range(3):
+        h = torch.cat([obs, act], 1)
+        for i in range(len(c.weights)):
+            h = h @ c.weights[i][k] + c.biases[i][k]
+            if i < len(c.weights) - 1:
+                h = torch.nn.functional.layer_norm(h, (16,)) * c.ln_weights[i][k] + c.ln_biases[i][k]
+                h = torch.relu(h)
+        torch.testing.assert_close(q[k], h[:, 0])
+
+
+def test_layer_norm_critics_train_their_norm_parameters_and_targets_follow():
+    g = torch.Generator().manual_seed(4)
+    sac = SAC(4, 2, SACConfig(hidden_size=16, critic_layer_norm=True, tau=0.5), -2.0, "cpu", g)
+    before = [p.detach().clone() for p in sac.critic.ln_weights]
+    B = 32
+    sac.update(torch.randn(B, 4, generator=g), torch.rand(B, 2, generator=g), torch.randn(B, generator=g),
+               torch.randn(B, 4, generator=g), torch.zeros(B), torch.randn(2, B, 2, generator=g))
+    assert all(not torch.equal(b, p) for b, p in zip(before, sac.critic.ln_weights))
+    for t, o, b in zip(sac.critic_target.ln_weights, sac.critic.ln_weights, before):
+        torch.testing.assert_close(t, b + 0.5 * (o.detach() - b))
 
 
 def test_update_moves_targets_by_polyak_and_tunes_alpha():
@@ -82,10 +135,12 @@ def test_update_moves_targets_by_polyak_and_tunes_alpha():
     assert float(out["entropy"]) > -2.0 and float(sac.log_alpha.detach()) < 0.0
 
 
-def test_actor_learns_a_contextual_bandit():
-    """One-step episodes (done = 1): reward -(a - 0.5 tanh(s0))^2; the greedy action must match."""
+@pytest.mark.parametrize("critic", [{}, {"critic_layer_norm": True, "num_critics": 5}])
+def test_actor_learns_a_contextual_bandit(critic):
+    """One-step episodes (done = 1): reward -(a - 0.5 tanh(s0))^2; the greedy action must match, with
+    twin plain critics (fast path) and with a 5-critic layer-normed ensemble (autograd)."""
     g = torch.Generator().manual_seed(0)
-    sac = SAC(2, 1, SACConfig(hidden_size=64, lr=3e-3), -1.0, "cpu", g)
+    sac = SAC(2, 1, SACConfig(hidden_size=64, lr=3e-3, **critic), -1.0, "cpu", g)
     B = 256
     for _ in range(500):
         obs = torch.randn(B, 2, generator=g)

@@ -92,6 +92,19 @@ class SACConfig:
     init_alpha: float = param(1.0, "initial entropy coefficient", 1e-8, 100.0, read_only=True)
     log_std_min: float = param(-20.0, "lower clamp of the actor's log standard deviation", -50.0, 0.0, read_only=True)
     log_std_max: float = param(2.0, "upper clamp of the actor's log standard deviation", -5.0, 10.0, read_only=True)
+    num_critics: int = param(
+        2, "Q-networks of the critic ensemble; targets and the actor use their minimum (2: twin critics)", 1, 64,
+        read_only=True,
+    )
+    critic_layer_norm: bool = param(
+        False, "LayerNorm after every hidden layer of the critics (as RLPD/DroQ; stabilises high UTD)", read_only=True
+    )
+    gradients: str = param(
+        "auto",
+        "how the update's gradients are computed: autograd (the reference losses, SAC.losses), hand "
+        "(derived by hand: faster, plain ReLU critics only) or auto (hand where the critics allow it)",
+        read_only=True,
+    )
 
 
 @dataclass
@@ -353,9 +366,26 @@ def validate(cfg: Config) -> Config:
         raise ValueError(f"mbpo.rollout_schedule lengths must be >= 1, got min_len {s[2]}, max_len {s[3]}")
     if cfg.sac.log_std_min >= cfg.sac.log_std_max:
         raise ValueError(f"sac.log_std_min = {cfg.sac.log_std_min} must be below sac.log_std_max = {cfg.sac.log_std_max}")
+    check_sac_gradients(cfg.sac)
     if not (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")):
         raise ValueError(f"device = {cfg.device!r}; use auto, cpu, cuda or cuda:N")
     return cfg
+
+
+SAC_GRADIENTS = ("auto", "autograd", "hand")
+"""Values of ``sac.gradients``."""
+
+
+def check_sac_gradients(sac: SACConfig) -> None:
+    """Raise ValueError unless ``sac.gradients`` is one of :data:`SAC_GRADIENTS` and, if "hand", the
+    critics are the plain ReLU networks the hand-derived gradients support (no layer norm)."""
+    if sac.gradients not in SAC_GRADIENTS:
+        raise ValueError(f"sac.gradients = {sac.gradients!r}; use one of {', '.join(SAC_GRADIENTS)}")
+    if sac.gradients == "hand" and sac.critic_layer_norm:
+        raise ValueError(
+            "sac.gradients = 'hand' supports plain ReLU critics only; use 'auto' or 'autograd' with "
+            "sac.critic_layer_norm = true"
+        )
 
 
 def resolve_device(name: str):

@@ -1,12 +1,17 @@
-"""Soft Actor-Critic with the twin critics stacked into one vectorised module.
+"""Soft Actor-Critic: the losses as the paper writes them, plus a hand-derived fast path.
 
-The update follows softlearning's SAC (the implementation MBPO used): critic, actor and entropy
-coefficient losses are computed against the same pre-update parameters and applied together in
-one fused Adam step; the actor's loss sees the critics' weights as constants, so it does not
-train them. The gradients are derived by hand (:func:`sac_gradients`, checked against autograd in
-test/test_core_sac.py), which lets the actor run once on ``[s'; s]`` and the online critics once
-on ``[(s, a); (s, pi(s))]``. Target critics follow by Polyak averaging (``torch._foreach_lerp_``).
-Nothing in :meth:`SAC.update` syncs with the host.
+:meth:`SAC.losses` is the reference: softlearning's SAC (the implementation MBPO used) written
+plainly for autograd -- critic, actor and entropy-coefficient losses against the same pre-update
+parameters, the actor's loss seeing the critics' weights as constants. Changing the critic
+(``sac.num_critics``, ``sac.critic_layer_norm``) or a loss happens there and nowhere else.
+
+:func:`sac_gradients` is a measured fast path for the shape it supports (plain ReLU critics, no
+layer norm): the same gradients derived by hand, so that the actor runs once on ``[s'; s]`` and the
+online critics once on ``[(s, a); (s, pi(s))]``. ``sac.gradients = "auto"`` takes it where the
+shape allows and autograd elsewhere; test/test_core_sac.py checks that the two agree, and
+``benchmarks/core_throughput.py --sac-ab`` measures the difference. Either way the update is one
+fused Adam step over actor, critics and log-alpha, then Polyak averaging of the target critics
+(``torch._foreach_lerp_``); nothing in :meth:`SAC.update` syncs with the host.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mbpo_ros.core.config import SACConfig
+from mbpo_ros.core.config import SACConfig, check_sac_gradients
 from mbpo_ros.core.ensemble import make_adam
 from mbpo_ros.core.gemm import linear, matmul
 
-__all__ = ["Actor", "TwinCritic", "SAC"]
+__all__ = ["Actor", "Critics", "SAC", "critic_q", "hand_gradients_support", "sac_gradients"]
 
 _LOG2 = math.log(2.0)
+_LN_EPS = 1e-5
 
 
 def _linear_init_(w: torch.Tensor, b: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> None:
@@ -79,23 +85,31 @@ class Actor(nn.Module):
         return torch.tanh(self(obs)[0])
 
 
-def twin_q(obs: torch.Tensor, act: torch.Tensor, weights, biases) -> torch.Tensor:
-    """Both critics in one batched pass. obs [B, o], act [B, a]; weights [2, in, out] -> q [2, B]."""
+def critic_q(obs: torch.Tensor, act: torch.Tensor, weights, biases, ln_weights=(), ln_biases=()) -> torch.Tensor:
+    """All critics in one batched pass. obs [B, o], act [B, a]; weights [N, in, out] -> q [N, B].
+
+    With ``ln_weights``/``ln_biases`` (one [N, 1, hidden] pair per hidden layer) every hidden layer is
+    Linear -> LayerNorm -> ReLU (as in RLPD and DroQ); without them Linear -> ReLU.
+    """
     x = torch.cat([obs, act], dim=-1)
     h = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
     last = len(weights) - 1
     for i, (w, b) in enumerate(zip(weights, biases)):
         h = linear(h, w, b)
         if i < last:
+            if ln_weights:
+                h = torch.addcmul(ln_biases[i], F.layer_norm(h, h.shape[-1:], eps=_LN_EPS), ln_weights[i])
             h = F.relu(h, inplace=True)  # in place: saves an allocation per layer
     return h.squeeze(-1)
 
 
-class TwinCritic(nn.Module):
-    """Q1 and Q2 stacked: weights [2, in, out], biases [2, 1, out]."""
+class Critics(nn.Module):
+    """``sac.num_critics`` Q-networks stacked: weights [N, in, out], biases [N, 1, out]; with
+    ``sac.critic_layer_norm`` also LayerNorm gains and offsets [N, 1, hidden] per hidden layer."""
 
-    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, device, generator=None, n: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, device, generator=None):
         super().__init__()
+        n = cfg.num_critics
         dims = [obs_dim + act_dim] + [cfg.hidden_size] * cfg.num_hidden + [1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -105,14 +119,27 @@ class TwinCritic(nn.Module):
             _linear_init_(w, b, d_in, generator)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
+        self.ln_weights = nn.ParameterList()
+        self.ln_biases = nn.ParameterList()
+        if cfg.critic_layer_norm:
+            for _ in range(cfg.num_hidden):
+                self.ln_weights.append(nn.Parameter(torch.ones(n, 1, cfg.hidden_size, device=device)))
+                self.ln_biases.append(nn.Parameter(torch.zeros(n, 1, cfg.hidden_size, device=device)))
+
+    def tensors(self, detach: bool = False) -> tuple[list, list, list, list]:
+        """(weights, biases, ln_weights, ln_biases) as lists, detached if asked (critic_q's arguments)."""
+        out = tuple(list(ps) for ps in (self.weights, self.biases, self.ln_weights, self.ln_biases))
+        if detach:
+            out = tuple([p.detach() for p in ps] for ps in out)
+        return out  # type: ignore[return-value]
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """obs [B, o], act [B, a] -> q [2, B]."""
-        return twin_q(obs, act, list(self.weights), list(self.biases))
+        """obs [B, o], act [B, a] -> q [N, B]."""
+        return critic_q(obs, act, *self.tensors())
 
 
 class SAC(nn.Module):
-    """Actor, twin critics, target critics, log-alpha and one Adam over all of them.
+    """Actor, critics, target critics, log-alpha and one Adam over all of them.
 
     Args:
         obs_dim, act_dim: sizes.
@@ -120,16 +147,20 @@ class SAC(nn.Module):
         target_entropy: entropy target of the automatic alpha tuning (per task).
         device: torch device.
         generator: torch.Generator for the initialisation.
+    Attributes:
+        hand_gradients: whether :meth:`update` uses :func:`sac_gradients` (``cfg.gradients``: "hand",
+            or "auto" where the critics are plain ReLU networks) rather than autograd on :meth:`losses`.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: SACConfig, target_entropy: float, device, generator=None):
         super().__init__()
+        check_sac_gradients(cfg)
         self.cfg = cfg
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.target_entropy = float(target_entropy)
         self.actor = Actor(obs_dim, act_dim, cfg, device, generator)
-        self.critic = TwinCritic(obs_dim, act_dim, cfg, device, generator)
-        self.critic_target = TwinCritic(obs_dim, act_dim, cfg, device, generator)
+        self.critic = Critics(obs_dim, act_dim, cfg, device, generator)
+        self.critic_target = Critics(obs_dim, act_dim, cfg, device, generator)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.log_alpha = nn.Parameter(
@@ -137,12 +168,58 @@ class SAC(nn.Module):
         )
         params = list(self.actor.weights) + list(self.actor.biases)
         params += list(self.critic.weights) + list(self.critic.biases)
+        params += list(self.critic.ln_weights) + list(self.critic.ln_biases)
         if cfg.auto_entropy:
             params.append(self.log_alpha)
         self._params = params  # the order of sac_gradients()' result
         self.optimizer = make_adam(params, cfg.lr)
-        self._online = list(self.critic.weights) + list(self.critic.biases)
-        self._target = list(self.critic_target.weights) + list(self.critic_target.biases)
+        self._online = list(self.critic.parameters())
+        self._target = list(self.critic_target.parameters())
+        self.hand_gradients = cfg.gradients == "hand" or (cfg.gradients == "auto" and hand_gradients_support(cfg))
+
+    def losses(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        rew: torch.Tensor,
+        next_obs: torch.Tensor,
+        done: torch.Tensor,
+        noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """softlearning's SAC losses, summed, for autograd; and the metrics (detached 0-d tensors).
+
+        With alpha = exp(log_alpha) held constant, Q_k the online critics, Qt_k the targets:
+
+        - critic: ``0.5 * sum_k mean_b (Q_k(s, a) - y)^2`` with
+          ``y = r + gamma (1 - d) (min_k Qt_k(s', a') - alpha log pi(a'|s'))``, a' ~ pi(s');
+        - actor: ``mean_b (alpha log pi(a~|s) - min_k Q_k(s, a~))``, a~ ~ pi(s) reparameterised, the
+          critics' weights held fixed (the actor loss does not train them);
+        - entropy: ``-log_alpha * mean_b (log pi(a~|s) + target_entropy)`` (if auto_entropy).
+
+        obs, next_obs: [B, o]; act: [B, a]; rew, done: [B]; noise: [2, B, a] ~ N(0, 1) (the policy's
+        samples at next_obs and at obs).
+        """
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_act, next_logp = self.actor.sample(next_obs, noise[0])
+            q_next = self.critic_target(next_obs, next_act).min(dim=0).values
+            target = rew + self.cfg.gamma * (1.0 - done) * (q_next - alpha * next_logp)
+        q = self.critic(obs, act)
+        critic_loss = 0.5 * (q - target).square().mean(dim=1).sum()
+        pi_act, logp = self.actor.sample(obs, noise[1])
+        q_pi = critic_q(obs, pi_act, *self.critic.tensors(detach=True)).min(dim=0).values
+        actor_loss = (alpha * logp - q_pi).mean()
+        loss = critic_loss + actor_loss
+        if self.cfg.auto_entropy:
+            loss = loss - (self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        metrics = {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha": alpha,
+            "entropy": -logp.detach().mean(),
+            "q_mean": q.detach().mean(),
+        }
+        return loss, metrics
 
     def update(
         self,
@@ -153,24 +230,27 @@ class SAC(nn.Module):
         done: torch.Tensor,
         noise: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """One SAC update on a batch; returns detached scalar tensors (no host sync).
-
-        obs, next_obs: [B, o]; act: [B, a]; rew, done: [B]; noise: [2, B, a] ~ N(0, 1)
-        (policy samples at next_obs and at obs).
-
-        The gradients are written out by hand (:func:`sac_gradients`) rather than taken by autograd:
-        the actor runs once on ``[next_obs; obs]`` and the online critics once on
-        ``[(obs, act); (obs, pi(obs))]`` (2B rows each), and the backward pass skips everything
-        autograd would have to be told to skip. ``test/test_core_sac.py`` checks these gradients
-        against autograd on the plain losses.
-        """
-        grads, metrics = sac_gradients(self, obs, act, rew, next_obs, done, noise)
-        for p, g in zip(self._params, grads):
-            p.grad = g
+        """One SAC update on a batch (arguments as :meth:`losses`); returns detached scalar tensors
+        (no host sync). The gradients come from :func:`sac_gradients` when ``hand_gradients``, else
+        from autograd on :meth:`losses`: the same numbers up to float rounding."""
+        if self.hand_gradients:
+            grads, metrics = sac_gradients(self, obs, act, rew, next_obs, done, noise)
+            for p, g in zip(self._params, grads):
+                p.grad = g
+        else:
+            loss, metrics = self.losses(obs, act, rew, next_obs, done, noise)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         self.optimizer.step()
         with torch.no_grad():
             torch._foreach_lerp_(self._target, self._online, self.cfg.tau)
         return metrics
+
+
+def hand_gradients_support(cfg: SACConfig) -> bool:
+    """Whether :func:`sac_gradients` covers this network shape: ReLU critics without layer norm (any
+    number of critics, hidden sizes and layers)."""
+    return not cfg.critic_layer_norm
 
 
 def _relu_backward(grad: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
@@ -188,15 +268,8 @@ def sac_gradients(
     done: torch.Tensor,
     noise: torch.Tensor,
 ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Gradients of softlearning's SAC losses, all against the current parameters.
-
-    Losses (B = batch, alpha = exp(log_alpha) as a constant, Q_k the online critics, Qt_k the targets):
-
-    - critic: ``0.5 * sum_k mean_b (Q_k(s, a) - y)^2`` with
-      ``y = r + gamma (1 - d) (min_k Qt_k(s', a') - alpha log pi(a'|s'))``, a' ~ pi(s');
-    - actor: ``mean_b (alpha log pi(a~|s) - min_k Q_k(s, a~))``, a~ ~ pi(s) reparameterised, the
-      critics' weights held fixed (the actor loss does not train them);
-    - entropy: ``-log_alpha * mean_b (log pi(a~|s) + target_entropy)`` (if auto_entropy).
+    """The gradients of :meth:`SAC.losses`, derived by hand (the fast path; plain ReLU critics only,
+    see :func:`hand_gradients_support`), all against the current parameters.
 
     Shapes: obs, next_obs [B, o]; act [B, a]; rew, done [B]; noise [2, B, a].
     Returns (gradients in the order of ``sac._params``, metrics as 0-d tensors).
@@ -232,10 +305,10 @@ def sac_gradients(
     pi_act, cur_logp = pi[B:], logp[B:]
 
     # ---- target
-    q_next = twin_q(next_obs, next_act, tw, tb).min(dim=0).values
+    q_next = critic_q(next_obs, next_act, tw, tb).min(dim=0).values
     target = rew + cfg.gamma * (1.0 - done) * (q_next - alpha * next_logp)
 
-    # ---- online critics on [(s, a); (s, pi(s))] (2B rows, both critics)
+    # ---- online critics on [(s, a); (s, pi(s))] (2B rows, all N critics)
     x = torch.cat([torch.cat([obs, act], dim=-1), torch.cat([obs, pi_act], dim=-1)], dim=0)
     hc = [x.unsqueeze(0).expand(cw[0].shape[0], -1, -1)]
     h = hc[0]
@@ -244,7 +317,7 @@ def sac_gradients(
         if i < nl_c - 1:
             h.clamp_min_(0.0)
             hc.append(h)
-    q2 = h.squeeze(-1)  # [2, 2B]
+    q2 = h.squeeze(-1)  # [N, 2B]
     q, q_pi2 = q2[:, :B], q2[:, B:]
     q_pi, pick = q_pi2.min(dim=0)
     critic_loss = 0.5 * (q - target).square().mean(dim=1).sum()
@@ -254,7 +327,7 @@ def sac_gradients(
     dq = torch.empty_like(q2)
     dq[:, :B] = (q - target) / B
     dq[:, B:] = torch.zeros_like(q_pi2).scatter_(0, pick.unsqueeze(0), -1.0 / B)
-    g = dq.unsqueeze(-1)  # [2, 2B, 1]
+    g = dq.unsqueeze(-1)  # [N, 2B, 1]
     c_gw: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
     c_gb: list[torch.Tensor] = [None] * nl_c  # type: ignore[list-item]
     for i in range(nl_c - 1, -1, -1):
@@ -264,7 +337,7 @@ def sac_gradients(
             # the output layer has one unit: its input gradient is an outer product, not a matmul
             back = g * cw[i].transpose(1, 2) if i == nl_c - 1 else matmul(g, cw[i].transpose(1, 2))
             g = _relu_backward(back, hc[i])
-    # d actor_loss / d pi_act: through the action columns of the first critic layer, both critics
+    # d actor_loss / d pi_act: through the action columns of the first critic layer, all critics
     d_pi = matmul(g[:, B:], cw[0][:, o:, :].transpose(1, 2)).sum(dim=0)  # [B, a]
 
     # ---- actor backward (rows B: of the actor pass)

@@ -1,0 +1,260 @@
+"""Sample efficiency on Reach: success rate against real env steps for MBPO, our SAC and SB3's SAC.
+
+    .venv/bin/python benchmarks/sample_efficiency.py --algo mbpo --seeds 0 1 2 --steps 1500
+    .venv/bin/python benchmarks/sample_efficiency.py --algo sac --seeds 0 1 2 --steps 10000
+    .venv/bin/python benchmarks/sample_efficiency.py --algo sb3 --seeds 0 1 2 --steps 10000
+    .venv/bin/python benchmarks/sample_efficiency.py --plot-only --out runs/sample_efficiency
+
+Every algorithm learns on ``mbpo_ros/ArmReach-v0`` (the 6-joint twin, 3 cm success) from
+``env.reset(seed=seed)`` on, and is evaluated every ``--eval-every`` real env steps the same way:
+the deterministic policy on 50 fixed episodes (``reset(seed=10_000 + k)``, k = 0..49), success =
+the end effector within 3 cm of the goal at the episode's last step.
+
+- ``mbpo``: :class:`mbpo_ros.core.trainer.MBPO` with ``preset("reach")`` (plus ``--set`` overrides).
+- ``sac``: the package's own SAC (core/sac.py) through the same MBPO loop with real data only
+  (``mbpo.real_ratio = 1``: no model is trained, no rollouts), tuned as in test_sim_sac_baseline.py:
+  2x128, lr 1e-3, gamma 0.95, target entropy -6, one update per env step after 1,000 random steps.
+- ``sb3``: Stable-Baselines3's SAC with the same tuning (only when stable-baselines3 is installed;
+  it is never a dependency of the package).
+
+Rows are appended to ``<out>/sample_efficiency.csv`` (label, algo, seed, real_steps, success,
+distance_cm, wall_s), so runs made one after another (or side by side, with two processes) add up;
+``<out>/sample_efficiency.png`` plots success against real steps per label: the mean over seeds and
+the range (min to max) as a band. One torch thread per process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EVAL_EPISODES = 50
+EVAL_SEED0 = 10_000
+FIELDS = ["label", "algo", "seed", "real_steps", "success", "distance_cm", "wall_s", "settings"]
+
+# "Tuned SAC" of issue 13 and test_sim_sac_baseline.py: the SAC settings of preset("reach").
+SAC_SETTINGS = {
+    "mbpo.real_ratio": 1.0,
+    "mbpo.utd": 1,
+    "mbpo.init_random_steps": 1000,
+    "mbpo.target_entropy": -6.0,
+}
+
+
+class Evaluator:
+    """The fixed evaluation: 50 episodes stepped side by side, the policy called on all 50 at once."""
+
+    def __init__(self, episodes: int = EVAL_EPISODES):
+        import gymnasium as gym
+
+        import mbpo_ros.sim  # noqa: F401  (registers the env)
+
+        self.envs = [gym.make("mbpo_ros/ArmReach-v0").unwrapped for _ in range(episodes)]
+
+    def __call__(self, policy) -> tuple[float, float]:
+        """policy: [N, obs_dim] -> [N, act_dim] deterministic. Returns (success rate, mean final distance m)."""
+        obs = np.stack([env.reset(seed=EVAL_SEED0 + k)[0] for k, env in enumerate(self.envs)])
+        infos: list[dict] = []
+        done = False
+        while not done:
+            act = policy(obs)
+            out = [env.step(a) for env, a in zip(self.envs, act)]
+            obs = np.stack([o[0] for o in out])
+            infos = [o[4] for o in out]
+            done = out[0][3]
+        return float(np.mean([i["is_success"] for i in infos])), float(np.mean([i["distance"] for i in infos]))
+
+
+def _config(algo: str, overrides: dict, seed: int):
+    from mbpo_ros.core.config import preset, unflatten, validate
+
+    cfg = preset("reach")
+    if algo == "sac":
+        cfg = unflatten(SAC_SETTINGS, cfg)
+    cfg = unflatten(overrides, cfg)
+    cfg.seed = seed
+    cfg.device = "cpu"
+    cfg.threads = 1
+    return validate(cfg)
+
+
+def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict, emit) -> None:
+    """MBPO or our SAC (MBPO's loop on real data only) on the gym twin, evaluated every eval_every steps."""
+    import gymnasium as gym
+    import torch
+
+    import mbpo_ros.sim  # noqa: F401
+    from mbpo_ros.core.tasks import get_task
+    from mbpo_ros.core.trainer import MBPO
+
+    cfg = _config(algo, overrides, seed)
+    env = gym.make("mbpo_ros/ArmReach-v0")
+    task = get_task("reach")
+    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
+    evaluator = Evaluator()
+
+    def policy(obs):
+        with torch.no_grad():
+            return agent.sac.actor.deterministic(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+    t0 = time.monotonic()
+    obs, _ = env.reset(seed=seed)
+    while agent.env_steps < steps:
+        act = agent.act(obs, deterministic=False)
+        next_obs, rew, term, trunc, _ = env.step(act)
+        agent.add(obs, act, rew, next_obs, term)
+        agent.step()
+        obs = env.reset()[0] if term or trunc else next_obs
+        if agent.env_steps % eval_every == 0:
+            emit(agent.env_steps, *evaluator(policy), time.monotonic() - t0)
+
+
+def run_sb3(seed: int, steps: int, eval_every: int, emit) -> None:
+    """Stable-Baselines3 SAC tuned like ours (2x128, lr 1e-3, gamma 0.95, target entropy -6, 1,000 random steps)."""
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    import mbpo_ros.sim  # noqa: F401
+
+    env = gym.make("mbpo_ros/ArmReach-v0")
+    model = SAC(
+        "MlpPolicy", env, learning_rate=1e-3, gamma=0.95, batch_size=256, learning_starts=1000,
+        target_entropy=-6.0, policy_kwargs={"net_arch": [128, 128]}, seed=seed, device="cpu", verbose=0,
+    )
+    evaluator = Evaluator()
+    t0 = time.monotonic()
+    done_steps = 0
+    while done_steps < steps:
+        model.learn(total_timesteps=eval_every, reset_num_timesteps=done_steps == 0)
+        done_steps += eval_every
+        emit(done_steps, *evaluator(lambda o: model.predict(o, deterministic=True)[0]), time.monotonic() - t0)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. mbpo.utd=20")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def read_rows(csv_path: Path) -> list[dict]:
+    if not csv_path.exists():
+        return []
+    with open(csv_path) as f:
+        return list(csv.DictReader(f))
+
+
+def steps_to(rows: list[dict], label: str, target: float) -> dict[int, int | None]:
+    """Per seed: the first evaluated real step count with success >= target (None if never)."""
+    out: dict[int, int | None] = {}
+    for r in sorted((r for r in rows if r["label"] == label), key=lambda r: int(r["real_steps"])):
+        seed = int(r["seed"])
+        out.setdefault(seed, None)
+        if out[seed] is None and float(r["success"]) >= target:
+            out[seed] = int(r["real_steps"])
+    return out
+
+
+def plot(csv_path: Path, png_path: Path, labels: list[str] | None = None) -> None:
+    """Success against real steps per label: mean over seeds, band from min to max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_rows(csv_path)
+    labels = labels or list(dict.fromkeys(r["label"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label in labels:
+        by_step: dict[int, list[float]] = {}
+        for r in rows:
+            if r["label"] == label:
+                by_step.setdefault(int(r["real_steps"]), []).append(100 * float(r["success"]))
+        if not by_step:
+            continue
+        xs = sorted(by_step)
+        seeds = max(len(v) for v in by_step.values())
+        mean = [np.mean(by_step[x]) for x in xs]
+        line = ax.plot(xs, mean, label=f"{label} ({seeds} seeds)")[0]
+        ax.fill_between(xs, [min(by_step[x]) for x in xs], [max(by_step[x]) for x in xs],
+                        color=line.get_color(), alpha=0.2)
+    ax.axhline(90, color="grey", ls=":", lw=1)
+    ax.set_xlabel("real env steps (20 Hz: 1,200 steps = 1 minute of robot time)")
+    ax.set_ylabel("success, 50 fixed episodes (%)")
+    ax.set_title("Reach, 6-joint twin, 3 cm: deterministic policy")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--algo", choices=["mbpo", "sac", "sb3"], default="mbpo")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=1500, help="real env steps per run")
+    p.add_argument("--eval-every", type=int, default=250, help="evaluate every this many real steps")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field of mbpo/sac (dotted name, JSON value); repeatable")
+    p.add_argument("--label", default=None, help="name of this setting in the CSV and plot (default: the algo)")
+    p.add_argument("--out", type=Path, default=Path("runs/sample_efficiency"))
+    p.add_argument("--plot-only", action="store_true", help="only redraw the plot from the CSV")
+    p.add_argument("--labels", nargs="*", default=None, help="labels to plot (default: all in the CSV)")
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = args.out / "sample_efficiency.csv", args.out / "sample_efficiency.png"
+    if not args.plot_only:
+        import torch
+
+        torch.set_num_threads(1)
+        try:
+            overrides = _parse_sets(args.set)
+            if args.algo == "sb3" and overrides:
+                raise ValueError("--set applies to mbpo and sac only")
+        except ValueError as e:
+            print(f"sample_efficiency: {e}", file=sys.stderr)
+            return 2
+        label = args.label or args.algo
+        settings = json.dumps(overrides, sort_keys=True)
+        new = not csv_path.exists()
+        with open(csv_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+            for seed in args.seeds:
+
+                def emit(step, success, dist, wall, seed=seed):
+                    writer.writerow({"label": label, "algo": args.algo, "seed": seed, "real_steps": step,
+                                     "success": f"{success:.2f}", "distance_cm": f"{100 * dist:.2f}",
+                                     "wall_s": f"{wall:.1f}", "settings": settings})
+                    f.flush()
+                    print(f"{label} seed {seed} step {step}: success {success:.0%}, "
+                          f"distance {100 * dist:.1f} cm, {wall:.0f} s", flush=True)
+
+                if args.algo == "sb3":
+                    run_sb3(seed, args.steps, args.eval_every, emit)
+                else:
+                    run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit)
+    plot(csv_path, png_path, args.labels)
+    rows = read_rows(csv_path)
+    for label in args.labels or dict.fromkeys(r["label"] for r in rows):
+        print(f"{label}: real steps to 90 % per seed: {steps_to(rows, label, 0.9)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
