@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mbpo_ros.core.config import SACConfig
-from mbpo_ros.core.config import Config, validate
+from mbpo_ros.core.config import Config, SACConfig, validate
 from mbpo_ros.core.sac import SAC, sac_gradients
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
