@@ -5,6 +5,7 @@ Subcommands (each module owns its own arguments, so `--help` stays accurate):
 - `mbpo-ros train`  train Reach on the bundled MuJoCo twin (twin_node + agent_node, lock-step)
 - `mbpo-ros eval`   evaluate a checkpoint's deterministic policy on the twin
 - `mbpo-ros gym`    MBPO on a Gymnasium MuJoCo task (the paper's benchmarks)
+- `mbpo-ros check-model`  what an MJCF/URDF arm has and lacks for the twin and the agent
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ SUBCOMMANDS = {
     "train": ("mbpo_ros.sim_train", "train Reach on the bundled MuJoCo twin in lock-step simulated time"),
     "eval": ("mbpo_ros.sim_eval", "run a checkpoint's deterministic policy on the twin and report success"),
     "gym": ("mbpo_ros.gym_train", "run MBPO on a Gymnasium MuJoCo task (Hopper-v5, InvertedPendulum-v5, ...)"),
+    "check-model": ("mbpo_ros.model_check",
+                    "check an MJCF/URDF arm: joints, limits, actuators, end-effector site, reach box, what is missing"),
 }
 
 

@@ -2,8 +2,10 @@
 
 The twin holds the last command (like forward_command_controller), advances physics at a fixed step
 (default 2 ms) for a requested duration and reads back joint positions, velocities, efforts and the
-end-effector pose. Any MJCF arm can be used: name the file, its joints, the actuators that drive them
-and the end-effector site (`TwinConfig`); the bundled `assets/arm6.xml` is the default.
+end-effector pose. Any MJCF or URDF arm can be used: name the file, its joints, the actuators that
+drive them and the end-effector site (`TwinConfig`); the bundled `assets/arm6.xml` is the default.
+`TwinConfig.servo` and `ee_body` make an arm with torque motors (or none, as any URDF) and no
+end-effector site usable, through `sim/arm_model.py` (MuJoCo's model-editing API, never the file).
 
 Command interfaces (`TwinConfig.command_interface`):
 
@@ -33,6 +35,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from mbpo_ros.sim.arm_model import SERVOS, actuator_kind, actuator_label, load_arm_model
+
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "arm6.xml")
 BUNDLED_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3")
 COMMAND_INTERFACES = ("velocity", "position")
@@ -53,7 +57,17 @@ def _param(default: Any, doc: str, lo: float | None = None, hi: float | None = N
 class TwinConfig:
     """Which arm to simulate, how it is commanded, and the realism knobs (all off by default)."""
 
-    model_path: str = _param("", "MJCF file of the arm; empty = the bundled 6-DOF arm (sim/assets/arm6.xml)", read_only=True)
+    model_path: str = _param(
+        "", "MJCF or URDF file of the arm; empty = the bundled 6-DOF arm (sim/assets/arm6.xml)", read_only=True
+    )
+    servo: str = _param(
+        "", "'velocity' or 'position': turn the arm's torque motors (or missing actuators, as in any URDF) into "
+        "servos of that kind with implicitfast integration; empty = use the file's actuators", read_only=True
+    )
+    ee_body: str = _param(
+        "", "body at whose origin the end-effector site ee_site is added; empty = the model has the site",
+        read_only=True
+    )
     joint_names: tuple[str, ...] = _param(
         (), "controlled joints in command order; empty = the joints of the actuators, in actuator order", read_only=True
     )
@@ -98,6 +112,8 @@ def validate_twin_config(cfg: TwinConfig) -> None:
                 raise ValueError(f"twin.{f.name} = {value} is not a finite number")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise ValueError(f"twin.{f.name} = {value} is outside [{lo}, {hi}]")
+    if cfg.servo not in SERVOS:
+        raise ValueError(f"twin.servo = {cfg.servo!r} is not one of 'velocity', 'position' or '' (the file's)")
     if cfg.command_interface not in COMMAND_INTERFACES:
         raise ValueError(f"twin.command_interface = {cfg.command_interface!r} is not one of {COMMAND_INTERFACES}")
     if cfg.actuator_names and cfg.joint_names and len(cfg.actuator_names) != len(cfg.joint_names):
@@ -135,15 +151,20 @@ class ArmTwin:
         validate_twin_config(self.cfg)
         path = self.cfg.model_path or BUNDLED_MODEL
         if not os.path.isfile(path):
-            raise ValueError(f"twin.model_path = {path!r}: no such MJCF file")
+            raise ValueError(f"twin.model_path = {path!r}: no such MJCF or URDF file")
         self.model_path = path
-        self.model = mujoco.MjModel.from_xml_path(path)
+        self.model = load_arm_model(path, servo=self.cfg.servo, ee_body=self.cfg.ee_body, ee_site=self.cfg.ee_site,
+                                    joint_names=self.cfg.joint_names,
+                                    default_max_velocity=self.cfg.default_max_velocity)
         self.model.opt.timestep = self.cfg.physics_dt
         self.data = mujoco.MjData(self.model)
         m = self.model
 
         self._resolve_joints_and_actuators(path)
         self.n_joints = len(self.joint_names)
+        if mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, self.cfg.ee_site) < 0:
+            raise ValueError(f"end-effector site {self.cfg.ee_site!r} is not in the model {path}: name the body "
+                             "that carries the tool with twin.ee_body (mbpo-ros check-model --ee-body BODY)")
         self.site_id = _name2id(m, mujoco.mjtObj.mjOBJ_SITE, self.cfg.ee_site, "end-effector site", path)
         self.goal_mocap = -1
         if self.cfg.goal_body:
@@ -184,19 +205,21 @@ class ArmTwin:
             jids = list(dict.fromkeys(int(m.actuator_trnid[a, 0]) for a in range(m.nu)
                                       if int(m.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT)))
             if not jids:
-                raise ValueError(f"{path} has no actuator on a joint; name twin.joint_names and actuator_names")
+                raise ValueError(f"{path} has no actuator on a joint: add velocity servos with twin.servo = "
+                                 "'velocity' (mbpo-ros check-model FILE --servo velocity)")
         if cfg.actuator_names:
             aids = [_name2id(m, mujoco.mjtObj.mjOBJ_ACTUATOR, n, "actuator", path) for n in cfg.actuator_names]
             for a, j in zip(aids, jids):
                 if int(m.actuator_trntype[a]) != int(mujoco.mjtTrn.mjTRN_JOINT) or int(m.actuator_trnid[a, 0]) != j:
                     raise ValueError(
-                        f"actuator {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a)!r} does not drive "
+                        f"{actuator_label(m, a)} does not drive "
                         f"joint {mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j)!r} in {path}"
                     )
         else:
             missing = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in jids if j not in joint_to_act]
             if missing:
-                raise ValueError(f"joints {missing} in {path} have no actuator")
+                raise ValueError(f"joints {missing} in {path} have no actuator: add servos with twin.servo = "
+                                 "'velocity' (mbpo-ros check-model FILE --servo velocity)")
             aids = [joint_to_act[j] for j in jids]
         for j in jids:
             if int(m.jnt_type[j]) not in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)):
@@ -205,7 +228,8 @@ class ArmTwin:
         self.joint_ids = np.array(jids, dtype=int)
         self.actuator_ids = np.array(aids, dtype=int)
         self.joint_names = tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j) for j in jids)
-        self.actuator_names = tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a) for a in aids)
+        self.actuator_names = tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, a) or actuator_label(m, a)
+                                    for a in aids)
         self.qpos_adr = m.jnt_qposadr[self.joint_ids].copy()
         self.dof_adr = m.jnt_dofadr[self.joint_ids].copy()
 
@@ -220,17 +244,12 @@ class ArmTwin:
         kinds = []
         vmax = np.full(len(aids), cfg.default_max_velocity)
         for i, a in enumerate(aids):
-            name = self.actuator_names[i]
-            if int(m.actuator_dyntype[a]) == int(mujoco.mjtDyn.mjDYN_INTEGRATOR):
-                kind = "intvelocity"
-            elif int(m.actuator_biastype[a]) == int(mujoco.mjtBias.mjBIAS_AFFINE) and m.actuator_biasprm[a, 1] != 0:
-                kind = "position"
-            elif int(m.actuator_biastype[a]) == int(mujoco.mjtBias.mjBIAS_AFFINE) and m.actuator_biasprm[a, 2] != 0:
-                kind = "velocity"
-            else:
+            kind = actuator_kind(m, a)
+            if kind not in ("position", "velocity", "intvelocity"):
                 raise ValueError(
-                    f"actuator {name!r} in {path} is neither a position, velocity nor intvelocity actuator "
-                    "(torque motors are not supported: the twin speaks a velocity or position interface)"
+                    f"{actuator_label(m, a)} in {path} is a {'torque motor' if kind == 'motor' else kind} actuator, "
+                    "neither a position, velocity nor intvelocity servo (the twin speaks a velocity or position "
+                    "interface): convert it with twin.servo = 'velocity' (mbpo-ros check-model FILE --servo velocity)"
                 )
             kinds.append(kind)
             if kind in ("velocity", "intvelocity") and m.actuator_ctrllimited[a]:

@@ -1,0 +1,139 @@
+"""Other arms than the bundled one: Gymnasium's pusher (7 joints) and reacher (2 joints), and a UR5e
+and a Franka Panda generated as URDF from their published DH tables (test/arm_urdf.py). Each one
+loads, is converted to velocity servos with an end-effector site through MjSpec, passes
+`mbpo-ros check-model`, and is driven by the twin. Real MuJoCo, no ROS."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+
+import mujoco
+import numpy as np
+import pytest
+from arm_urdf import (
+    ARMS,
+    PANDA_DH,
+    PANDA_FLANGE,
+    UR5E_DH,
+    UR5E_JOINTS,
+    dh_forward,
+    gym_asset,
+    panda_urdf,
+    ur5e_urdf,
+)
+
+from mbpo_ros.sim.arm_model import arm_profile, check_arm, load_arm_model
+from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
+
+MBPO_ROS = [sys.executable, "-m", "mbpo_ros.cli"]
+
+
+def _sha(path: str) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.mark.parametrize("arm", sorted(ARMS))
+def test_every_arm_loads_converts_checks_and_tracks_velocity_commands(arm, tmp_path):
+    make, servo, ee_body, home, n = ARMS[arm]
+    path = make(tmp_path)
+    before = _sha(path)
+    report = check_arm(path, servo=servo, ee_body=ee_body)
+    assert report.ok, report.text()
+    assert len(report.joints) == n and report.reach_low is not None
+    assert report.integrator == "implicitfast"
+    assert all(a["kind"] == "velocity" for a in report.actuators if a["joint"] in {j["name"] for j in report.joints})
+
+    twin = ArmTwin(TwinConfig(model_path=path, servo=servo, ee_body=ee_body))
+    assert twin.n_joints == n
+    assert "None" not in " ".join(twin.actuator_names)
+    profile = arm_profile(path, servo=servo, ee_body=ee_body, home_pose=home)
+    assert profile.joint_names == twin.joint_names
+    start = np.asarray(profile.home_pose)
+    # at rest: gravity is compensated through the servos, the arm holds its pose
+    twin.reset(seed=0, home=start)
+    twin.apply_command(np.zeros(n))
+    twin.advance(1.0)
+    assert np.abs(twin.joint_positions() - np.clip(start, *twin.joint_limits.T)).max() < 0.02
+    # a velocity command is tracked by every joint that is not at a limit
+    twin.reset(seed=0, home=start)
+    cmd = 0.3 * np.where(np.arange(n) % 2 == 0, 1.0, -1.0)
+    room = np.where(cmd > 0, twin.joint_limits[:, 1] - start, start - twin.joint_limits[:, 0]) > 0.3
+    twin.apply_command(cmd)
+    twin.advance(0.4)
+    qd = twin.joint_velocities()
+    assert np.all(np.isfinite(qd))
+    np.testing.assert_allclose(qd[room], cmd[room], atol=0.1 * 0.3 + 0.03,
+                               err_msg=f"{arm}: joint velocities {qd} do not follow {cmd}")
+    # the goal box lies inside the reach box
+    assert np.all(np.asarray(profile.goal_low) >= np.asarray(report.reach_low) - 1e-9)
+    assert np.all(np.asarray(profile.goal_high) <= np.asarray(report.reach_high) + 1e-9)
+    assert _sha(path) == before, "the model file was edited"
+
+
+@pytest.mark.parametrize("which", ["ur5e", "panda"])
+def test_generated_urdf_arms_have_the_published_forward_kinematics(which, tmp_path):
+    """MuJoCo's compile of the generated URDF puts the end effector where the DH table says."""
+    if which == "ur5e":
+        path, body, rows, modified, tool = ur5e_urdf(tmp_path / "ur5e.urdf"), "tool0", UR5E_DH, False, None
+    else:
+        path, body, rows, modified, tool = panda_urdf(tmp_path / "p.urdf"), "panda_link8", PANDA_DH, True, PANDA_FLANGE
+    twin = ArmTwin(TwinConfig(model_path=str(path), servo="velocity", ee_body=body))
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = rng.uniform(twin.joint_limits[:, 0], twin.joint_limits[:, 1])
+        twin.reset(home=q)
+        np.testing.assert_allclose(twin.ee_position(), dh_forward(rows, q, modified, tool), atol=1e-6)
+    if which == "ur5e":
+        assert twin.joint_names == UR5E_JOINTS
+        # UR5e at zero: arm stretched along -x, a2 + a3 = -0.8172 m, tool at d1 - d5 = 0.0628 m up
+        twin.reset(home=np.zeros(6))
+        np.testing.assert_allclose(twin.ee_position(), [-0.8172, -0.2329, 0.0628], atol=1e-4)
+        np.testing.assert_allclose(twin.velocity_limits, np.pi, rtol=1e-6)  # the URDF's 180 deg/s
+
+
+def test_torque_motor_arm_is_refused_with_the_actuator_and_the_fix():
+    """Regression (issue 12): 'actuator None ... torque motors are not supported', no fix."""
+    with pytest.raises(ValueError) as info:
+        ArmTwin(TwinConfig(model_path=gym_asset("pusher_v5.xml"), ee_site="ee_site"))
+    msg = str(info.value)
+    assert "None" not in msg
+    assert "actuator #0 (on joint 'r_shoulder_pan_joint')" in msg and "torque motor" in msg
+    assert "twin.servo = 'velocity'" in msg and "check-model" in msg
+
+
+def test_missing_site_names_the_option_and_urdf_without_actuators_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="ee_body"):
+        ArmTwin(TwinConfig(model_path=gym_asset("reacher.xml"), servo="velocity"))
+    path = str(ur5e_urdf(tmp_path / "ur5e.urdf"))
+    with pytest.raises(ValueError, match="twin.servo = 'velocity'"):
+        ArmTwin(TwinConfig(model_path=path, ee_body="tool0"))
+    with pytest.raises(ValueError, match="'nope' is not a body .* bodies: .*tool0"):
+        ArmTwin(TwinConfig(model_path=path, servo="velocity", ee_body="nope"))
+    with pytest.raises(ValueError, match="servo"):
+        ArmTwin(TwinConfig(servo="torque"))
+
+
+def test_conversion_goes_through_mjspec_and_keeps_the_motor_torque_limit():
+    """pusher's motors (ctrlrange +-2 N m) become velocity servos limited to +-2 N m; implicitfast."""
+    model = load_arm_model(gym_asset("pusher_v5.xml"), servo="velocity", ee_body="tips_arm")
+    assert model.opt.integrator == mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+    a = 0
+    assert model.actuator_forcelimited[a] and np.allclose(model.actuator_forcerange[a], [-2.0, 2.0])
+    assert model.actuator_biasprm[a, 2] < 0 and model.actuator_gainprm[a, 0] > 0  # velocity servo: kv
+    pos = load_arm_model(gym_asset("reacher.xml"), servo="position", ee_body="fingertip")
+    assert pos.actuator_biasprm[1, 1] < 0  # position servo: -kp
+
+
+def test_check_model_command_prints_what_is_missing_and_how_to_fix_it(tmp_path):
+    path = str(ur5e_urdf(tmp_path / "ur5e.urdf"))
+    bad = subprocess.run([*MBPO_ROS, "check-model", path], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1
+    assert "MISSING" in bad.stderr and "--servo velocity" in bad.stderr and "--ee-body" in bad.stderr
+    assert "tool0" in bad.stderr  # the end body is suggested by its URDF link name
+    good = subprocess.run([*MBPO_ROS, "check-model", path, "--servo", "velocity", "--ee-body", "tool0"],
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr
+    for word in ("shoulder_pan_joint", "wrist_3_joint", "velocity", "reach box", "implicitfast", "OK"):
+        assert word in good.stdout
