@@ -133,7 +133,24 @@ def test_package_xml_is_format3_ament_python():
     assert root.find("export/build_type").text == "ament_python"
     exec_deps = {e.text for e in root.findall("exec_depend")}
     for dep in ("rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "trajectory_msgs", "std_srvs",
-                "diagnostic_msgs", "rosgraph_msgs", "launch", "launch_ros", "python3-numpy"):
+                "diagnostic_msgs", "rosgraph_msgs", "rcl_interfaces", "launch", "launch_ros", "python3-numpy",
+                # rosdep keys of the non-ROS Python dependencies (rosdistro's rosdep/python.yaml)
+                "python3-mujoco-pip", "python3-gymnasium-pip", "python3-tensorboard-pip", "mcap-ros2-support",
+                "python3-tqdm"):
         assert dep in exec_deps, f"package.xml lacks exec_depend {dep}"
     test_deps = {e.text for e in root.findall("test_depend")}
     assert {"launch_pytest", "python3-pytest"} <= test_deps
+
+
+def test_every_ros_interface_package_imported_is_declared():
+    """rosdep installs what package.xml names: every `<pkg>.msg/.srv/.action` import must be an exec_depend."""
+    import re
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    deps = {e.text for e in root.findall("exec_depend")} | {e.text for e in root.findall("depend")}
+    pattern = re.compile(r"^\s*(?:from|import)\s+([a-z_][a-z0-9_]*)\.(?:msg|srv|action)\b", re.MULTILINE)
+    imported = {m.group(1): path.relative_to(REPO)
+                for path in [*(REPO / "mbpo_ros").rglob("*.py"), *(REPO / "launch").glob("*.py")]
+                for m in pattern.finditer(path.read_text())}
+    missing = {pkg: str(path) for pkg, path in imported.items() if pkg not in deps}
+    assert not missing, f"imported but not declared in package.xml: {missing}"
