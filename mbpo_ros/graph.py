@@ -186,6 +186,16 @@ def config_file(name: str) -> str:
     return str(path)
 
 
+def checked_agent_config(path: str) -> str:
+    """The agent's params file (``path``, empty = config/mbpo.yaml), refused with a ParameterError (a
+    ValueError) if it is not valid YAML or its agent_node section names an unknown parameter."""
+    from mbpo_ros.nodes.params import agent_parameter_names, check_params_file
+
+    path = path or config_file("mbpo.yaml")
+    check_params_file(path, "agent_node", agent_parameter_names())
+    return path
+
+
 def bundled_robot() -> str:
     """Absolute path of the bundled arm's MJCF file (mbpo_ros/sim/assets/arm6.xml)."""
     return str(Path(__file__).resolve().parent / "sim" / "assets" / "arm6.xml")
@@ -269,7 +279,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         executable="agent_node",
         name="agent_node",
         namespace=namespace,
-        params_files=(args.config or config_file("mbpo.yaml"),),
+        params_files=(checked_agent_config(args.config),),
         parameters=agent_params,
     )
     return [twin, agent]
@@ -311,7 +321,7 @@ def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
         executable="agent_node",
         name="agent_node",
         namespace=namespace,
-        params_files=(args.config or config_file("mbpo.yaml"),),
+        params_files=(checked_agent_config(args.config),),
         parameters=params,
         remappings=tuple((a, b) for a, b in remaps if a != b),
     )

@@ -77,12 +77,35 @@ def _build_config(args):
     return validate(cfg)
 
 
+def check_env_id(env_id: str) -> None:
+    """ValueError (one line) unless ``env_id`` is a registered Gymnasium task, naming the closest ones."""
+    import difflib
+
+    import gymnasium as gym
+
+    if env_id.lower() in ("reach", "armreach", "mbpo_ros/armreach-v0"):
+        raise ValueError(f"--env {env_id}: the arm's Reach task runs on the twin over ROS 2 with `mbpo-ros train`; "
+                         "`mbpo-ros gym` runs Gymnasium MuJoCo tasks such as Hopper-v5")
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.75)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"the paper's tasks: {', '.join(_paper_tasks())}"
+    raise ValueError(f"--env {env_id}: no such Gymnasium task; {hint}")
+
+
+def _paper_tasks() -> list[str]:
+    from mbpo_ros.core.config import PRESETS
+
+    return [p for p in PRESETS if p != "reach"]
+
+
 class GymEnv:
     """A Gymnasium MuJoCo env with actions in [-1, 1], our own time limit and a saveable exact state."""
 
     def __init__(self, env_id: str):
         import gymnasium as gym
 
+        check_env_id(env_id)
         made = gym.make(env_id)
         self.max_steps = int(made.spec.max_episode_steps or 1000)
         self.env = made.unwrapped
@@ -156,10 +179,10 @@ def train(args) -> dict:
     from mbpo_ros.io.checkpoint import is_checkpoint, load_checkpoint
     from mbpo_ros.io.metrics import MetricsLogger, Progress
 
+    env = GymEnv(args.env)  # an unknown --env fails here, before anything is written
     out = Path(args.out) if args.out is not None else Path("runs") / f"{args.env}-s{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT_DIR
-    env = GymEnv(args.env)
     eval_env = GymEnv(args.env)
     task = get_task(args.env, obs_dim=env.obs_dim, act_dim=env.act_dim)
     resumed = bool(args.resume and is_checkpoint(ckpt))
@@ -184,8 +207,10 @@ def train(args) -> dict:
         env.reset(seed=cfg.seed)
         episodes, evals, wall0, last_eval = 0, 0, 0.0, None
     m = cfg.mbpo
-    logger = MetricsLogger(out, x_key="env_steps", tensorboard=not args.no_tensorboard, resume=resumed)
-    progress = None if args.quiet else Progress(args.steps, desc=args.env)
+    # A resumed run drops the rows (and TensorBoard events) logged after its checkpoint: they are redone.
+    logger = MetricsLogger(out, x_key="env_steps", tensorboard=not args.no_tensorboard, resume=resumed,
+                           resume_at=agent.env_steps if resumed else None)
+    progress = None if args.quiet else Progress(args.steps, desc=args.env, initial=agent.env_steps)
     t_start = time.monotonic()
     last_model: dict = {}
     upd_t, upd_n = time.monotonic(), agent.sac_updates
@@ -247,7 +272,7 @@ def train(args) -> dict:
                 save()
                 reached = args.target_return is not None and eval_ret >= args.target_return
             if progress is not None and (agent.env_steps % 50 == 0 or agent.env_steps >= args.steps):
-                progress.update(
+                progress.advance_to(
                     agent.env_steps,
                     episodes=episodes,
                     eval_return=last_eval if last_eval is not None else float("nan"),

@@ -106,10 +106,11 @@ def _task_of(env):
 
 
 def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int, seed: int,
-                 env=None) -> EvalResult:
+                 env=None, on_episode: Callable[[], object] | None = None) -> EvalResult:
     """Run ``episodes`` episodes with ``act(obs [obs_dim], rng) -> action [act_dim]``.
 
     Episode i resets with seed ``seed + EVAL_SEED_OFFSET + i`` (fixed goals for a given seed).
+    ``on_episode()`` is called after each episode (e.g. a progress bar's ``update``).
     """
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} must be at least 1")
@@ -131,6 +132,8 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
             distances.append(d)
             successes.append(d < task.cfg.success_threshold)
             returns.append(ret)
+            if on_episode is not None:
+                on_episode()
     finally:
         if own_env:
             env.close()
@@ -144,19 +147,22 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
     )
 
 
-def evaluate(policy, episodes: int = 50, seed: int = 0, env=None) -> EvalResult:
+def evaluate(policy, episodes: int = 50, seed: int = 0, env=None,
+             on_episode: Callable[[], object] | None = None) -> EvalResult:
     """Deterministic ``policy`` (PolicySnapshot) on the gym twin for ``episodes`` episodes."""
-    return run_episodes(lambda obs, rng: policy.act(obs, deterministic=True, rng=rng), episodes, seed, env)
+    return run_episodes(lambda obs, rng: policy.act(obs, deterministic=True, rng=rng), episodes, seed, env,
+                        on_episode)
 
 
-def random_policy_baseline(episodes: int = 10, seed: int = 0, env=None) -> EvalResult:
+def random_policy_baseline(episodes: int = 10, seed: int = 0, env=None,
+                           on_episode: Callable[[], object] | None = None) -> EvalResult:
     """Uniform random actions in [-1, 1]^act_dim: the level a learning curve must rise above."""
     own_env = env is None
     env = make_env() if own_env else env
     act_dim = int(np.prod(env.action_space.shape))
     try:
         return run_episodes(lambda obs, rng: rng.uniform(-1.0, 1.0, size=act_dim).astype(np.float32),
-                            episodes, seed, env)
+                            episodes, seed, env, on_episode)
     finally:
         if own_env:
             env.close()

@@ -2,12 +2,15 @@
 
 What `make demo` runs. With no arguments it
 
+0. checks every argument and the params file first (unknown parameter, YAML syntax, ``--device``,
+   an existing ``--out`` without ``--resume``, the checkpoint to resume): one line, exit code 2;
 1. measures the random policy's success rate and return on the gym twin (same seed, a few
    episodes): the level the learning curve must rise above;
 2. starts twin_node and agent_node as subprocesses, exactly as ``launch/train.launch.py`` would
    (mbpo_ros/graph.py renders the same node specs into ``--ros-args``), in lock-step simulated
-   time and in a ROS_DOMAIN_ID of their own (domain_coordinator, else a random one);
-3. shows a live progress line by tailing ``<out>/episodes.csv`` (written by agent_node, one row
+   time, in the user's ROS_DOMAIN_ID when set, else in one of their own (domain_coordinator,
+   else a random one);
+3. shows a tqdm progress bar by tailing ``<out>/episodes.csv`` (written by agent_node, one row
    per episode) and logs it to ``metrics.csv`` + TensorBoard;
 4. after ``--steps`` env steps, SIGINTs the agent (it writes its final checkpoint), then the twin;
 5. evaluates the final checkpoint's deterministic policy (``--eval-episodes``, default 50) and
@@ -16,7 +19,9 @@ What `make demo` runs. With no arguments it
 It exits non-zero with the node's last log lines if a node dies. Node logs are in ``<out>/logs/``.
 
 Run directory: checkpoint/, transitions.mcap, episodes.csv (agent_node), metrics.csv, tb/,
-learning_curve.png, summary.json, logs/.
+learning_curve.png, summary.json, logs/. ``--resume`` continues such a directory: the agent resumes
+from checkpoint/, metrics.csv keeps the rows up to the checkpoint, and training goes on until the
+run has ``--steps`` env steps in all.
 """
 
 from __future__ import annotations
@@ -135,7 +140,14 @@ class EpisodeTail:
 
 @contextlib.contextmanager
 def ros_domain():
-    """A free ROS_DOMAIN_ID (domain_coordinator when installed, else a random one in 1..101)."""
+    """The user's ROS_DOMAIN_ID when set; else a free one (domain_coordinator when installed, else a
+    random one in 1..101), so that the graph does not talk to other graphs on the host."""
+    given = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    if given:
+        if not given.isdigit() or not 0 <= int(given) <= 232:
+            raise ValueError(f"ROS_DOMAIN_ID = {given!r} is not a ROS domain id (an integer in 0..232)")
+        yield int(given)
+        return
     try:
         from domain_coordinator import domain_id
     except ImportError:
@@ -154,12 +166,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"env steps (control steps at 20 Hz) to train for (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of twin and learner (default 0)")
     parser.add_argument("--out", default=None, metavar="DIR",
-                        help="run directory (default runs/reach-<timestamp>)")
+                        help="run directory (default runs/reach-<timestamp>); an existing run is refused "
+                             "unless --resume")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint until it has --steps env steps in all")
     parser.add_argument("--eval-episodes", type=int, default=50, metavar="N",
                         help="episodes of the final deterministic evaluation (default 50)")
     parser.add_argument("--baseline-episodes", type=int, default=10, metavar="N",
                         help="episodes that measure the random policy's level (default 10)")
-    parser.add_argument("--device", default="auto", help="torch device of the learner: auto, cpu, cuda (default auto)")
+    parser.add_argument("--device", default="auto",
+                        help="torch device of the learner: auto, cpu, cuda, cuda:N (default auto)")
     parser.add_argument("--config", default="", metavar="YAML",
                         help="agent_node parameters file (default config/mbpo.yaml of the package)")
     parser.add_argument("--max-minutes", type=float, default=0.0, metavar="M",
@@ -172,79 +188,144 @@ def _fmt(v: float, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def _checkpoint_steps(checkpoint: Path) -> int:
+    """env steps of the checkpoint a resumed run continues from; ValueError (one line) when it is
+    missing, damaged or not a trainer checkpoint, before any node starts."""
+    from mbpo_ros.io.checkpoint import load_checkpoint
+
+    if not checkpoint.is_dir():
+        raise ValueError(f"--resume: {checkpoint.parent} has no checkpoint/ to continue from")
+    try:
+        _tensors, _arrays, meta = load_checkpoint(checkpoint)
+        return int(meta["counters"]["env_steps"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"--resume: {checkpoint} is not a trainer checkpoint (no counters.env_steps)") from exc
+    except ValueError as exc:  # CheckpointError: damaged, tampered with, unknown format
+        raise ValueError(f"--resume: {exc}") from exc
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Path, int]:
+    """Check the arguments before anything runs; returns (run directory, env steps already done)."""
+    from mbpo_ros.core.config import resolve_device
+
+    if args.steps < 1:
+        raise ValueError(f"--steps {args.steps} must be at least 1")
+    resolve_device(args.device)  # `--device cuda` without CUDA: refused here, not in the learner child
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out DIR, the run directory to continue")
+    out = Path(args.out) if args.out else default_out_dir()
+    done = 0
+    if args.resume:
+        done = _checkpoint_steps(out / "checkpoint")
+        if done >= args.steps:
+            raise ValueError(f"--resume: {out} already has {done} env steps; give --steps above that to go on")
+    elif _is_run_dir(out):
+        raise ValueError(f"--out {out} is an existing run directory; add --resume to continue it, "
+                         "or choose a new --out")
+    return out, done
+
+
 def run(args: argparse.Namespace) -> int:
+    from mbpo_ros.nodes.params import EXIT_BAD_PARAMETER
+
+    with contextlib.ExitStack() as stack:
+        try:  # every argument, the params file and the domain are checked before anything is written
+            out, done = _prepare(args)
+            specs = graph.train_graph(graph.TrainArgs(
+                config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
+                device=args.device, run_dir=str(Path(out).resolve()), seed=args.seed))
+            domain = stack.enter_context(ros_domain())
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"mbpo-ros train: {exc}", file=sys.stderr)
+            return EXIT_BAD_PARAMETER
+        return _train(args, out, done, specs, domain)
+
+
+def _episodes(desc: str, total: int):
+    """A progress bar over evaluation episodes (used as ``on_episode=bar.update``)."""
+    from mbpo_ros.io.metrics import Progress
+
+    return Progress(total=total, desc=desc, unit="episode")
+
+
+def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -> int:
     from mbpo_ros.io.metrics import MetricsLogger, Progress
     from mbpo_ros.sim_eval import evaluate, load_policy, random_policy_baseline
 
-    if args.steps < 1:
-        print(f"mbpo-ros train: --steps {args.steps} must be at least 1", file=sys.stderr)
-        return 2
-    out = Path(args.out) if args.out else default_out_dir()
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
     t_start = time.monotonic()
 
-    print(f"mbpo-ros train: run directory {out}", flush=True)
-    baseline = random_policy_baseline(episodes=args.baseline_episodes, seed=args.seed)
+    print(f"mbpo-ros train: run directory {out}" + (f" (resuming at {done} env steps)" if done else ""),
+          flush=True)
+    with _episodes("random policy", args.baseline_episodes) as bar:
+        baseline = random_policy_baseline(episodes=args.baseline_episodes, seed=args.seed, on_episode=bar.update)
     print(f"random policy: {baseline.line()}", flush=True)
 
-    specs = graph.train_graph(graph.TrainArgs(
-        config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
-        device=args.device, run_dir=str(out), seed=args.seed))
     nodes = [GraphProcess(s.name, graph.command_line(s), out / "logs" / f"{s.name}.log") for s in specs]
-    metrics = MetricsLogger(out, x_key="env_steps")
+    # A resumed run keeps the metrics up to its checkpoint; rows logged after it are redone.
+    metrics = MetricsLogger(out, x_key="env_steps", resume=bool(done), resume_at=done if done else None)
     tail = EpisodeTail(out / "episodes.csv")
     window: deque = deque(maxlen=WINDOW)
     failure = ""
     interrupted = False
     last: dict[str, float] = {}
+    for row in tail.poll():  # a resumed run's episodes so far: the success window goes on from them
+        if row.get("env_steps", 0) <= done:
+            window.append(row.get("success", math.nan))
+            last = row
+    tail.rows = [r for r in tail.rows if r.get("env_steps", 0) <= done]
+    rows_before = len(tail.rows)
 
-    with ros_domain() as domain:
-        env = dict(os.environ)
-        env["ROS_DOMAIN_ID"] = str(domain)
-        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        print(f"graph (ROS_DOMAIN_ID={domain}, logs in {out / 'logs'}):", flush=True)
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain)
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    print(f"graph (ROS_DOMAIN_ID={domain}, logs in {out / 'logs'}):", flush=True)
+    for n in nodes:
+        print("  " + " ".join(n.argv), flush=True)
+    progress = Progress(total=args.steps, desc="reach", initial=done)
+    try:
         for n in nodes:
-            print("  " + " ".join(n.argv), flush=True)
-        progress = Progress(total=args.steps, desc="reach")
-        try:
-            for n in nodes:
-                n.start(env)
-            t_graph = time.monotonic()
-            while True:
-                for row in tail.poll():
-                    window.append(row.get("success", math.nan))
-                    last = row
-                    success_rate = float(sum(window) / len(window))
-                    metrics.log({**row, "success_rate": success_rate})
-                    progress.update(
-                        int(row.get("env_steps", 0)), episodes=int(row.get("episodes", 0)),
-                        success=f"{success_rate:.0%}", ret=_fmt(row.get("episode_return"), ".2f"),
-                        model_loss=_fmt(row.get("model_loss"), ".3g"), utd=_fmt(row.get("achieved_utd"), ".1f"))
-                if last.get("env_steps", 0) >= args.steps:
-                    break
-                dead = [(n.name, n.exit_code()) for n in nodes if n.exit_code() is not None]
-                if dead:
-                    failure = "; ".join(f"{name} exited with code {code}" for name, code in dead)
-                    break
-                now = time.monotonic()
-                if not tail.rows and now - t_graph > args.startup_timeout:
-                    failure = f"no episode logged in {out / 'episodes.csv'} within {args.startup_timeout:.0f} s"
-                    break
-                if args.max_minutes > 0 and now - t_start > 60.0 * args.max_minutes:
-                    print(f"\nmbpo-ros train: --max-minutes {args.max_minutes} reached", flush=True)
-                    break
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            interrupted = True
-            print("\nmbpo-ros train: interrupted, stopping the graph (final checkpoint)...", flush=True)
-        finally:
-            progress.close()
-            # Agent first: SIGINT makes it write its final checkpoint; then the twin.
-            codes = {n.name: n.stop(timeout=90.0 if n.name == "agent_node" else 15.0)
-                     for n in sorted(nodes, key=lambda n: n.name != "agent_node")}
-            tail.poll()
+            n.start(env)
+        t_graph = time.monotonic()
+        while True:
+            for row in tail.poll():
+                window.append(row.get("success", math.nan))
+                last = row
+                success_rate = float(sum(window) / len(window))
+                metrics.log({**row, "success_rate": success_rate})
+                progress.advance_to(
+                    int(row.get("env_steps", 0)), episodes=int(row.get("episodes", 0)),
+                    success=f"{success_rate:.0%}", ret=_fmt(row.get("episode_return"), ".2f"),
+                    model_loss=_fmt(row.get("model_loss"), ".3g"), utd=_fmt(row.get("achieved_utd"), ".1f"))
+            if last.get("env_steps", 0) >= args.steps:
+                break
+            dead = [(n.name, n.exit_code()) for n in nodes if n.exit_code() is not None]
+            if dead:
+                failure = "; ".join(f"{name} exited with code {code}" for name, code in dead)
+                break
+            now = time.monotonic()
+            if len(tail.rows) == rows_before and now - t_graph > args.startup_timeout:
+                failure = f"no episode logged in {out / 'episodes.csv'} within {args.startup_timeout:.0f} s"
+                break
+            if args.max_minutes > 0 and now - t_start > 60.0 * args.max_minutes:
+                print(f"\nmbpo-ros train: --max-minutes {args.max_minutes} reached", flush=True)
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\nmbpo-ros train: interrupted, stopping the graph (final checkpoint)...", flush=True)
+    finally:
+        progress.close()
+        # Agent first: SIGINT makes it write its final checkpoint; then the twin.
+        codes = {n.name: n.stop(timeout=90.0 if n.name == "agent_node" else 15.0)
+                 for n in sorted(nodes, key=lambda n: n.name != "agent_node")}
+        tail.poll()
     if failure:
         print(f"mbpo-ros train: FAILED: {failure}", file=sys.stderr)
         for n in nodes:
@@ -262,7 +343,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
         metrics.close()
         return 1
-    result = evaluate(load_policy(checkpoint), episodes=args.eval_episodes, seed=args.seed)
+    with _episodes("final evaluation", args.eval_episodes) as bar:
+        result = evaluate(load_policy(checkpoint), episodes=args.eval_episodes, seed=args.seed,
+                          on_episode=bar.update)
     metrics.plot(["success_rate", "episode_return"],
                  baselines={"success_rate": baseline.success_rate, "episode_return": baseline.mean_return},
                  title=(f"Reach on the MuJoCo twin, MBPO seed {args.seed}: training episodes "

@@ -121,3 +121,92 @@ def test_eval_loads_the_checkpoint_policy_and_reports(tmp_path):
     assert result["episodes"] == 2
     assert 0.0 <= result["success_rate"] <= 1.0
     assert result["final_distance_m"] > 0.0
+
+
+# ---------------------------------------------------------------------- refusals: one line, nothing touched
+
+
+def _refused(argv: list[str], capsys, code: int = 2) -> str:
+    """Run `mbpo-ros argv` in-process; it must exit ``code`` with exactly one line on stderr, no traceback."""
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_train_refuses_an_existing_run_directory(tmp_path, capsys):
+    """Regression: `--out DIR` on a finished run read its episodes.csv, evaluated the old checkpoint,
+    overwrote summary.json and exited 0."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "episodes.csv").write_text("env_steps,episodes\n6000,60\n")
+    (run / "summary.json").write_text('{"success_rate": 0.9}\n')
+    line = _refused(["train", "--out", str(run)], capsys)
+    assert line.startswith("mbpo-ros train: --out") and "--resume" in line
+    assert (run / "summary.json").read_text() == '{"success_rate": 0.9}\n'
+    assert sorted(p.name for p in run.iterdir()) == ["episodes.csv", "summary.json"]
+
+
+def test_train_resume_needs_a_sound_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert "no checkpoint/" in _refused(["train", "--out", str(run), "--resume"], capsys)
+    assert "needs --out" in _refused(["train", "--resume"], capsys)
+    ckpt = run / "checkpoint"
+    _tiny_checkpoint(ckpt)
+    # 40 env steps so far: --steps must be above them to go on
+    assert "already has 40 env steps" in _refused(["train", "--out", str(run), "--resume", "--steps", "40"], capsys)
+    # a hostile checkpoint (a file swapped behind the manifest's back) is refused before any node starts
+    (ckpt / "arrays.npz").write_bytes(b"\x80\x04not what the manifest says")
+    line = _refused(["train", "--out", str(run), "--resume", "--steps", "100"], capsys)
+    assert line.startswith("mbpo-ros train: --resume:") and "arrays.npz" in line
+    assert not (run / "logs").exists(), "no graph was started"
+
+
+def test_train_refuses_a_yaml_syntax_error_and_misspelt_parameters(tmp_path, capsys):
+    """Regression: `control_rat` / `sac.gama` in a params file were ignored and the run used defaults."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**/agent_node:\n  ros__parameters:\n    control_rate: [20.0\n")
+    line = _refused(["train", "--out", str(tmp_path / "a"), "--config", str(bad)], capsys)
+    assert "not valid YAML" in line and "line 4" in line
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**/agent_node:\n  ros__parameters:\n    control_rat: 10.0\n")
+    line = _refused(["train", "--out", str(tmp_path / "b"), "--config", str(typo)], capsys)
+    assert "'control_rat'" in line and "did you mean 'control_rate'?" in line
+    typo.write_text("/**/agent_node:\n  ros__parameters:\n    sac:\n      gama: 0.9\n")
+    line = _refused(["train", "--out", str(tmp_path / "c"), "--config", str(typo)], capsys)
+    assert "'sac.gama'" in line and "did you mean 'sac.gamma'?" in line
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_device_cuda_without_cuda_is_one_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    line = _refused(["train", "--out", str(tmp_path / "run"), "--device", "cuda"], capsys)
+    assert "CUDA is not available" in line
+    line = _refused(["gym", "--env", "InvertedPendulum-v5", "--device", "cuda", "--out", str(tmp_path / "g")], capsys)
+    assert line.startswith("mbpo-ros gym:") and "CUDA is not available" in line
+
+
+def test_gym_unknown_env_and_the_reach_task_are_one_line(tmp_path, capsys):
+    line = _refused(["gym", "--env", "Foo-v0", "--out", str(tmp_path / "f")], capsys)
+    assert "no such Gymnasium task" in line and "Hopper-v5" in line
+    assert "did you mean Hopper-v5" in _refused(["gym", "--env", "Hoper-v5", "--out", str(tmp_path / "h")], capsys)
+    assert "mbpo-ros train" in _refused(["gym", "--env", "reach", "--out", str(tmp_path / "r")], capsys)
+    assert not any(tmp_path.iterdir()), "nothing is written for a refused run"
+
+
+def test_train_honours_the_users_ros_domain_id(monkeypatch):
+    """Regression: `mbpo-ros train` printed ROS_DOMAIN_ID=1 with 61 set."""
+    monkeypatch.setenv("ROS_DOMAIN_ID", "61")
+    with sim_train.ros_domain() as did:
+        assert did == 61
+    monkeypatch.setenv("ROS_DOMAIN_ID", "sixty")
+    with pytest.raises(ValueError, match="ROS_DOMAIN_ID"), sim_train.ros_domain():
+        pass
+    monkeypatch.delenv("ROS_DOMAIN_ID")
+    with sim_train.ros_domain() as did:
+        assert 0 <= did <= 232

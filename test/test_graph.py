@@ -20,6 +20,9 @@ import pytest
 from mbpo_ros import graph
 from mbpo_ros.graph import DeployArgs, NodeSpec, TrainArgs
 
+#: a real agent params file: graph checks it (syntax, unknown keys) before any node starts
+AGENT_YAML = graph.config_file("mbpo.yaml")
+
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ["train.launch.py", "deploy.launch.py"]
 
@@ -91,14 +94,14 @@ def test_share_dir_falls_back_to_the_source_tree_config():
 
 def _train_specs(**kw):
     # Explicit params files so that these tests do not depend on the YAML files' presence.
-    return graph.train_graph(TrainArgs(config="/tmp/mbpo.yaml", twin_config="/tmp/twin.yaml", **kw))
+    return graph.train_graph(TrainArgs(config=AGENT_YAML, twin_config="/tmp/twin.yaml", **kw))
 
 
 def test_train_graph_content():
     twin, agent = _train_specs(control_rate=50.0, lockstep=True, seed=3, run_dir="runs/x", robot="my_arm.xml")
     assert (twin.executable, twin.name, agent.executable, agent.name) == (
         "twin_node", "twin_node", "agent_node", "agent_node")
-    assert twin.params_files == ("/tmp/twin.yaml",) and agent.params_files == ("/tmp/mbpo.yaml",)
+    assert twin.params_files == ("/tmp/twin.yaml",) and agent.params_files == (AGENT_YAML,)
     assert twin.parameters["control_period"] == pytest.approx(0.02)
     assert agent.parameters["control_rate"] == 50.0
     assert twin.parameters["lockstep"] is True and agent.parameters["lockstep"] is True
@@ -113,7 +116,7 @@ def test_train_graph_content():
 
 
 def test_deploy_graph_remaps_to_ros2_control():
-    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml",
+    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config=AGENT_YAML,
                                              joint_names="a, b,c", joint_states_topic="/arm/joint_states"))
     assert agent.parameters["mode"] == "deploy"
     assert Path(agent.parameters["checkpoint"]).is_absolute()
@@ -125,12 +128,12 @@ def test_deploy_graph_remaps_to_ros2_control():
     assert remaps["arm_controller/commands"] == "forward_velocity_controller/commands"
     assert remaps["arm_controller/joint_trajectory"] == "joint_trajectory_controller/joint_trajectory"
     assert remaps["joint_states"] == "/arm/joint_states"
-    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml"))
+    (agent,) = graph.deploy_graph(DeployArgs(checkpoint="ck", config=AGENT_YAML))
     assert "joint_states" not in dict(agent.remappings), "no identity remapping"
     with pytest.raises(ValueError, match="checkpoint"):
-        graph.deploy_graph(DeployArgs(config="/tmp/mbpo.yaml"))
+        graph.deploy_graph(DeployArgs(config=AGENT_YAML))
     with pytest.raises(ValueError, match="command_type"):
-        graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml", command_type="bogus"))
+        graph.deploy_graph(DeployArgs(checkpoint="ck", config=AGENT_YAML, command_type="bogus"))
 
 
 def test_agent_default_topics_are_the_remap_sources():
@@ -152,7 +155,7 @@ def test_namespace_argument_reaches_every_node(cls):
     assert cls().namespace == ""
     base = {"checkpoint": "ck"} if cls is DeployArgs else {"twin_config": "/tmp/twin.yaml"}
     build = graph.deploy_graph if cls is DeployArgs else graph.train_graph
-    args = graph.args_from_strings(cls, {**base, "config": "/tmp/mbpo.yaml", "namespace": "/arm1"})
+    args = graph.args_from_strings(cls, {**base, "config": AGENT_YAML, "namespace": "/arm1"})
     specs = build(args)
     assert specs and all(s.namespace == "/arm1" for s in specs)
     for spec in specs:
@@ -175,9 +178,9 @@ BAD_NAMESPACES = ["arm1", "/arm1/", "/1arm", "/arm-1", "/arm 1", "//arm1", "/a//
 @pytest.mark.parametrize("bad", BAD_NAMESPACES)
 def test_invalid_namespace_is_rejected_naming_the_argument(bad):
     with pytest.raises(ValueError, match=r"^namespace = .* is not a ROS namespace"):
-        graph.train_graph(TrainArgs(config="/tmp/mbpo.yaml", twin_config="/tmp/twin.yaml", namespace=bad))
+        graph.train_graph(TrainArgs(config=AGENT_YAML, twin_config="/tmp/twin.yaml", namespace=bad))
     with pytest.raises(ValueError, match=r"^namespace = .* is not a ROS namespace"):
-        graph.deploy_graph(DeployArgs(checkpoint="ck", config="/tmp/mbpo.yaml", namespace=bad))
+        graph.deploy_graph(DeployArgs(checkpoint="ck", config=AGENT_YAML, namespace=bad))
 
 
 def test_check_namespace_agrees_with_rclpy():

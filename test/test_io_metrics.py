@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import numpy as np
@@ -110,39 +111,68 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_progress_on_a_tty_is_one_live_line():
+def _frames(text: str) -> list[str]:
+    return [f.rstrip() for f in text.replace("\n", "\r").split("\r") if f.strip()]
+
+
+def test_progress_rate_is_an_average_and_never_past_100_percent():
+    """Regression: the hand-written line showed burst rates ("183971.7/s") when a whole episode of
+    steps arrived at once, and "200/100 (200.0%)" when the last episode ended past --steps."""
     out = _Tty()
-    p = Progress(total=100, desc="train", stream=out)
-    for done in range(0, 101, 10):
-        p.update(done, eval_return=1.23456, phase="model")
-        time.sleep(0.11)  # > the 10 Hz refresh limit, so every update renders
+    p = Progress(total=100, desc="reach", stream=out, mininterval=0)
+    time.sleep(0.5)
+    p.advance_to(50, success="10%")  # one jump of 50 steps after 0.5 s: ~100 steps/s, not a burst rate
+    time.sleep(0.5)
+    p.advance_to(200, success="20%")  # the last episode ended past the total
     p.close()
-    text = out.getvalue()
-    assert text.count("\n") == 1 and text.endswith("\n")
-    frames = [f.rstrip() for f in text.rstrip("\n").split("\r") if f]
-    assert len(frames) >= 11
-    assert frames[-1].startswith("train: 100/100 (100.0%)")
-    assert "eval_return=1.235" in frames[-1] and "phase=model" in frames[-1]
-    assert "/s" in frames[1] and "eta" in frames[1]
+    frames = _frames(out.getvalue())
+    last = frames[-1]
+    assert "200/200" in last and "100%" in last and "success=20%" in last, last
+    rates = [float(m) for f in frames for m in re.findall(r"([0-9.]+)step/s", f)]
+    assert rates and max(rates) < 1000, frames  # ~100-200 steps/s on average, never 10^5
+    assert all("%" in f and int(re.search(r"(\d+)%", f).group(1)) <= 100 for f in frames)
 
 
-def test_progress_without_tty_prints_periodic_lines():
+def test_progress_of_a_resumed_run_counts_from_where_it_stopped():
     out = io.StringIO()
-    p = Progress(total=1000, desc="gym", stream=out, interval=0.2)
-    t_end = time.monotonic() + 1.0
-    done = 0
-    while time.monotonic() < t_end:
-        done += 1
-        p.update(done, loss=0.5)
-        time.sleep(0.002)
+    p = Progress(total=1000, desc="reach", initial=600, stream=out, mininterval=0)
+    time.sleep(0.3)
+    p.advance_to(700)
     p.close()
-    lines = out.getvalue().splitlines()
-    assert "\r" not in out.getvalue()
-    assert 2 <= len(lines) <= 8  # one line per ~0.2 s, not one per update (hundreds)
-    assert done > 50
-    assert lines[-1].startswith(f"gym: {done}/1000") and "loss=0.5" in lines[-1]
+    last = _frames(out.getvalue())[-1]
+    assert "700/1000" in last and "70%" in last
+    rate = float(re.search(r"([0-9.]+)step/s", last).group(1))
+    assert rate < 1000, last  # 100 steps in ~0.3 s, not 700
+
+
+def test_progress_written_to_a_file_is_throttled():
+    out = io.StringIO()
+    p = Progress(total=10_000, desc="gym", stream=out)
+    for done in range(1, 2001):
+        p.advance_to(done, loss=0.5)
+    p.close()
+    assert len(_frames(out.getvalue())) <= 3  # first, (none within 30 s), final: not one per update
+    assert "2000/10000" in _frames(out.getvalue())[-1]
     with pytest.raises(ValueError, match=">= 0"):
         Progress(total=-1)
+
+
+def test_learning_curve_title_is_not_cut_off(tmp_path):
+    """Regression: the demo's two-sentence title ran off both sides of the figure."""
+    from mbpo_ros.io.metrics import learning_curve_figure
+
+    with MetricsLogger(tmp_path, tensorboard=False) as log:
+        for i in range(5):
+            log.log({"env_steps": 100 * i, "success_rate": i / 5, "episode_return": -i})
+    title = ("Reach on the MuJoCo twin, MBPO seed 1: training episodes (success over the last 20);\n"
+             "final deterministic evaluation 100% success over 50 episodes")
+    fig = learning_curve_figure(tmp_path / "metrics.csv", ["success_rate", "episode_return"], title=title)
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    box, page = fig._suptitle.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+    for ax in fig.axes:  # and the title does not overlap the plots
+        assert ax.get_tightbbox(renderer).y1 <= box.y0 + 1
 
 
 def test_rows_survive_a_killed_process(tmp_path, kill_after_first_line):

@@ -389,9 +389,21 @@ def check_sac_gradients(sac: SACConfig) -> None:
 
 
 def resolve_device(name: str):
-    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``."""
+    """``auto`` -> CUDA when present, else CPU; otherwise ``torch.device(name)``. ValueError (one line)
+    when the device does not exist here (``cuda`` without CUDA, ``cuda:3`` on a one-GPU machine)."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device = {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device = {name!r} but CUDA is not available here (torch {torch.__version__}, "
+                             f"built {'with CUDA ' + torch.version.cuda if torch.version.cuda else 'for CPU only'}); "
+                             "use device auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device = {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device

@@ -14,8 +14,8 @@
 - ``learning_curve.png``: ``plot(y_keys, baselines=...)`` draws each y key against
   ``x_key`` from the CSV (matplotlib Agg canvas, no display needed).
 
-``Progress(total, desc)`` renders one live line on a terminal (carriage return, rate,
-ETA, extra fields) and plain periodic lines when the output is a file or a pipe.
+``Progress(total, desc)`` is a tqdm bar driven by an absolute count (``advance_to``), with an
+average rate and a total that a count past it raises (no burst rates, never over 100 %).
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ import io
 import math
 import os
 import sys
-import time
+import textwrap
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
+
+from tqdm import tqdm
 
 __all__ = ["MetricsLogger", "Progress", "plot_learning_curve", "read_metrics_csv"]
 
@@ -257,6 +259,36 @@ def plot_learning_curve(
     baseline_label: str = "random policy",
 ) -> Path:
     """Plot columns of a metrics.csv (see ``MetricsLogger.plot``) without a logger."""
+    fig = learning_curve_figure(csv_path, y_keys, x_key=x_key, baselines=baselines, title=title,
+                                baseline_label=baseline_label)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, out)
+    return out
+
+
+def _wrap_title(title: str, width_in: float) -> str:
+    """``title`` wrapped to the figure's width (each given line separately), so no line is cut off."""
+    chars = max(int(width_in * 72 / (12 * 0.62)), 20)  # suptitle: 12 pt, ~0.62 em per character
+    return "\n".join(line for part in title.split("\n") for line in (textwrap.wrap(part, chars) or [""]))
+
+
+def _title_lines(title: str, width_in: float) -> int:
+    return _wrap_title(title, width_in).count("\n") + 1 if title else 0
+
+
+def learning_curve_figure(
+    csv_path: str | os.PathLike,
+    y_keys: list[str] | tuple[str, ...] | str,
+    *,
+    x_key: str = "env_steps",
+    baselines: Mapping[str, float | tuple[float, str]] | None = None,
+    title: str = "",
+    baseline_label: str = "random policy",
+):
+    """The matplotlib Figure :func:`plot_learning_curve` saves (Agg canvas, no display needed)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -276,7 +308,9 @@ def plot_learning_curve(
         if key not in y_keys:
             raise ValueError(f"baseline for {key!r}, which is not among the plotted keys {y_keys}")
 
-    fig = Figure(figsize=(7.0, 2.6 * len(y_keys)), dpi=100)
+    width_in = 7.0
+    fig = Figure(figsize=(width_in, 2.6 * len(y_keys) + 0.25 * _title_lines(title, width_in)), dpi=100,
+                 layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(y_keys), 1, sharex=True, squeeze=False)[:, 0]
     for ax, key in zip(axes, y_keys):
@@ -296,120 +330,50 @@ def plot_learning_curve(
         ax.legend(loc="best", fontsize="small")
     axes[-1].set_xlabel(x_key)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(_wrap_title(title, width_in))
+    return fig
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, out)
-    return out
 
 
 # ---------------------------------------------------------------------- progress
 
 
-def _fmt_duration(seconds: float) -> str:
-    if not math.isfinite(seconds) or seconds < 0:
-        return "?"
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+class Progress(tqdm):
+    """A tqdm progress bar for runs whose count is read, not incremented (env steps from a log).
+
+    ``Progress(total, desc, initial=0, unit="step", stream=None)``; ``advance_to(done, **fields)``
+    moves the bar to ``done`` and shows ``fields`` (e.g. ``success="80%"``) after the rate.
+
+    - the rate is the average since the bar started (``smoothing=0``), so a count that jumps by a
+      whole episode at once does not show burst rates; a resumed run passes ``initial`` so only
+      this session's steps count;
+    - a count past ``total`` (the last episode ends after it) raises ``total`` to the count: the
+      bar never shows more than 100 %;
+    - on a terminal it redraws at most 4 times a second; written to a file or pipe, at most every 30 s.
+    """
+
+    def __init__(self, total: int, desc: str = "", initial: int = 0, unit: str = "step",
+                 stream: TextIO | None = None, **kwargs: Any) -> None:
+        if total < 0:
+            raise ValueError(f"Progress total must be >= 0, got {total}")
+        stream = stream if stream is not None else sys.stdout
+        isatty = getattr(stream, "isatty", None)
+        live = bool(isatty()) if callable(isatty) else False
+        kwargs.setdefault("mininterval", 0.25 if live else 30.0)
+        super().__init__(total=int(total), desc=desc, initial=int(initial), unit=unit, file=stream,
+                         smoothing=0.0, dynamic_ncols=live, ascii=None if live else True, **kwargs)
+
+    def advance_to(self, done: int, **fields: Any) -> None:
+        """Move the bar to ``done`` (absolute count); ``fields`` are shown until replaced."""
+        done = int(done)
+        if self.total is not None and done > self.total:
+            self.total = done
+        if fields:
+            self.set_postfix({k: _fmt_field(v) for k, v in fields.items()}, refresh=False)
+        self.update(done - self.n)  # redraws at most every mininterval
 
 
 def _fmt_field(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-
-
-class Progress:
-    """A progress report: one live line on a TTY, plain lines at most every ``interval`` s otherwise.
-
-    total:    the count at which the job is done (e.g. env steps).
-    desc:     a short label printed first.
-    stream:   where to write (default sys.stdout).
-    interval: seconds between plain lines when the stream is not a TTY.
-    """
-
-    def __init__(self, total: int, desc: str = "", stream: TextIO | None = None, interval: float = 5.0) -> None:
-        if total < 0:
-            raise ValueError(f"Progress total must be >= 0, got {total}")
-        self.total = int(total)
-        self.desc = desc
-        self.stream = stream if stream is not None else sys.stdout
-        self.interval = float(interval)
-        isatty = getattr(self.stream, "isatty", None)
-        self.live = bool(isatty()) if callable(isatty) else False
-        self._t0 = time.monotonic()
-        self._start_done: int | None = None
-        self._done = 0
-        self._fields: dict[str, Any] = {}
-        self._last_render = -math.inf
-        self._last_printed_done: int | None = None
-        self._width = 0
-        self._closed = False
-
-    def render(self) -> str:
-        """The current line (without carriage return or newline)."""
-        elapsed = time.monotonic() - self._t0
-        start = self._start_done if self._start_done is not None else 0
-        rate = (self._done - start) / elapsed if elapsed > 0 else 0.0
-        remaining = max(self.total - self._done, 0)
-        eta = remaining / rate if rate > 0 else (0.0 if remaining == 0 else math.inf)
-        pct = 100.0 * self._done / self.total if self.total else 100.0
-        parts = [f"{self.desc}: " if self.desc else "",
-                 f"{self._done}/{self.total} ({pct:5.1f}%) {rate:.1f}/s elapsed {_fmt_duration(elapsed)}"
-                 f" eta {_fmt_duration(eta)}"]
-        if self._fields:
-            parts.append(" " + " ".join(f"{k}={_fmt_field(v)}" for k, v in self._fields.items()))
-        return "".join(parts)
-
-    def update(self, done: int, **fields: Any) -> None:
-        """Report that ``done`` of ``total`` are finished; ``fields`` (e.g. eval_return=12.3) stay shown."""
-        if self._start_done is None:
-            self._start_done = int(done)
-            self._t0 = time.monotonic()
-        self._done = int(done)
-        self._fields.update(fields)
-        now = time.monotonic()
-        if self.live:
-            if now - self._last_render >= 0.1 or self._done >= self.total:
-                self._write_live()
-                self._last_render = now
-        elif now - self._last_render >= self.interval:
-            self._write_plain()
-            self._last_render = now
-
-    def _write_live(self) -> None:
-        line = self.render()
-        pad = max(self._width - len(line), 0)
-        self.stream.write("\r" + line + " " * pad)
-        self.stream.flush()
-        self._width = len(line)
-        self._last_printed_done = self._done
-
-    def _write_plain(self) -> None:
-        self.stream.write(self.render() + "\n")
-        self.stream.flush()
-        self._last_printed_done = self._done
-
-    def close(self) -> None:
-        """Print the final state and end the line."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.live:
-            self._write_live()
-            self.stream.write("\n")
-            self.stream.flush()
-        elif self._last_printed_done != self._done or self._start_done is None:
-            self._write_plain()
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -51,6 +51,77 @@ class ParameterError(ValueError):
     """A parameter has a wrong value or type; the message names it and what is allowed."""
 
 
+#: Exit code of every mbpo_ros process (nodes and `mbpo-ros`) that refuses its parameters or arguments.
+EXIT_BAD_PARAMETER = 2
+
+#: Parameters rclpy itself declares on every node (or reads from a params file): never "unknown".
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
+ROS_PARAMETER_PREFIXES = ("qos_overrides.",)
+
+
+def unknown_parameter(name: str, known: Sequence[str], where: str) -> ParameterError:
+    """The error for a parameter name nobody declares, suggesting the closest known name (difflib)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return ParameterError(f"parameter '{name}' in {where} is not a parameter of this node{hint}")
+
+
+def read_params_file(path: str) -> dict[str, Any]:
+    """A ROS 2 params file parsed (yaml.safe_load); ParameterError with the file, line and problem
+    for a syntax error, a missing file or a document that is not a mapping."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except OSError as exc:
+        raise ParameterError(f"params file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ParameterError(f"params file {path} is not valid YAML:{where}: {problem}") from exc
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ParameterError(f"params file {path} is not a mapping of node names to ros__parameters")
+    return doc
+
+
+def check_params_file(path: str, node_name: str, known: Sequence[str]) -> None:
+    """Refuse a params file whose section for ``node_name`` names a parameter not in ``known``.
+
+    rclpy silently ignores values for undeclared parameters, so a misspelt ``control_rat`` or
+    ``sac.gama`` would run with the default; this raises ParameterError naming the key, the file
+    and the closest known name. The sections checked are those keyed to this node by name
+    (``/**/agent_node``, ``agent_node``, ``/arm1/agent_node``); wildcard-only sections (``/**``)
+    may hold other nodes' parameters and are not checked. Also a syntax error is refused here.
+    """
+    doc = read_params_file(path)
+    allowed = set(known) | set(ROS_PARAMETERS)
+    for key, section in doc.items():
+        if str(key).rstrip("/").split("/")[-1] != node_name:
+            continue
+        params = section.get("ros__parameters") if isinstance(section, dict) else None
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ParameterError(f"params file {path}: '{key}: ros__parameters' is not a mapping")
+        for name in _flat_names(params):
+            if name not in allowed and not name.startswith(ROS_PARAMETER_PREFIXES):
+                raise unknown_parameter(name, sorted(allowed), f"{path} ('{key}')")
+
+
+def _flat_names(params: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        out.extend(_flat_names(value, f"{name}.") if isinstance(value, dict) else [name])
+    return out
+
+
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = True,
        choices: Sequence[str] | None = None):
     """An AgentParams field (same metadata as core.config.param, plus `choices` for strings)."""
@@ -362,6 +433,11 @@ def declare_parameters(node, task: str = "reach") -> AgentSettings:
 
 
 # --------------------------------------------------------------------------- YAML
+
+
+def agent_parameter_names(task: str = "reach") -> list[str]:
+    """Every parameter name agent_node declares (for :func:`check_params_file`)."""
+    return [s.name for s in all_specs(task)]
 
 
 def default_yaml_dict(task: str = "reach") -> dict[str, Any]:
