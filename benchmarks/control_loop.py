@@ -43,8 +43,10 @@ import numpy as np
 
 from mbpo_ros.core.config import preset
 from mbpo_ros.core.tasks import get_task
-from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions, _auto_threads
 from mbpo_ros.graph import LOCAL_DISCOVERY
+from mbpo_ros.learner.supervisor import TrainerProcess
+from mbpo_ros.learner.worker import WorkerOptions
+from mbpo_ros.learner.worker import auto_threads as _auto_threads
 
 TASK = get_task("reach")
 OBS, ACT = TASK.obs_dim, TASK.act_dim
@@ -114,8 +116,7 @@ class ThreadTrainer:
             self.pause.clear()
 
     def _run(self):
-        m, c = self.mbpo, self.cfg.mbpo
-        at_retrain = None
+        m = self.mbpo
         try:
             while not self.stop.is_set():
                 if self.pause.is_set():
@@ -128,22 +129,10 @@ class ThreadTrainer:
                     except queue.Empty:
                         break
                     m.add(obs, act, rew, nxt, term)
-                steps = int(m.env_steps)
-                if steps < c.init_random_steps:
-                    time.sleep(0.01)
-                    continue
-                due = c.utd * (steps - c.init_random_steps) - int(m.sac_updates)
-                last = m.last_model_train_step
-                if (last < 0 or steps - last >= c.model_train_freq) and (
-                    at_retrain is None or due <= 0 or m.sac_updates - at_retrain >= c.utd * c.model_train_freq
-                ):
-                    m.train_model()
-                    m.rollout()
-                    at_retrain = m.sac_updates
-                elif due > 0:
-                    m.update(min(due, self.chunk), sync=False)
+                kind, _ = m.work(self.chunk)  # the learner's schedule (core/schedule.py)
+                if kind == "update":
                     self.snapshot = m.policy_snapshot()
-                else:
+                elif kind == "idle":
                     time.sleep(0.005)
         except Exception as e:  # reported in the benchmark's output
             self.error = f"{type(e).__name__}: {e}"

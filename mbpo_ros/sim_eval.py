@@ -53,38 +53,12 @@ class EvalResult:
                 f"return {self.mean_return:.2f}")
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory, given it or a run directory holding ``checkpoint/``."""
-    p = Path(path).expanduser()
-    if (p / "checkpoint").is_dir() and not (p / "meta.json").is_file():
-        p = p / "checkpoint"
-    if not p.exists():
-        raise FileNotFoundError(f"checkpoint {p} does not exist (give <run_dir>/checkpoint or the run directory)")
-    return p
-
-
 def load_policy(checkpoint: str | Path):
-    """The deterministic-capable PolicySnapshot stored in a training checkpoint (no unpickling).
+    """The PolicySnapshot stored in a training checkpoint or run directory (io.checkpoint.load_policy:
+    NumPy only, no torch, no replay buffers)."""
+    from mbpo_ros.io.checkpoint import load_policy as _load_policy
 
-    checkpoint: a directory written by the trainer (io/checkpoint.py), or a run directory.
-    """
-    from mbpo_ros.core.config import config_from_dict
-    from mbpo_ros.core.tasks import get_task
-    from mbpo_ros.core.trainer import MBPO
-    from mbpo_ros.io.checkpoint import load_checkpoint
-
-    tensors, arrays, meta = load_checkpoint(resolve_checkpoint(checkpoint))
-    cfg_dict = meta.get("config")
-    if cfg_dict is None:
-        raise ValueError(f"checkpoint {checkpoint} has no 'config' in its meta.json; was it written by MBPO.state()?")
-    cfg = config_from_dict(cfg_dict)
-    cfg.device = "cpu"
-    task = get_task(meta.get("task", "reach"))
-    obs_dim = int(meta.get("obs_dim", task.obs_dim))
-    act_dim = int(meta.get("act_dim", task.act_dim))
-    mbpo = MBPO(obs_dim, act_dim, cfg, task)
-    mbpo.load_state(tensors, arrays, meta)
-    return mbpo.policy_snapshot()
+    return _load_policy(checkpoint)
 
 
 def make_env(**env_kwargs):
@@ -191,5 +165,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v)
                           for k, v in asdict(result).items()}))
     else:
+        from mbpo_ros.io.checkpoint import resolve_checkpoint
+
         print(f"{resolve_checkpoint(args.checkpoint)}: {result.line()}")
     return 0

@@ -12,6 +12,7 @@ import torch
 from mbpo_ros.core.config import Config
 from mbpo_ros.core.tasks import TaskSpec
 from mbpo_ros.core.trainer import MBPO
+from mbpo_ros.io.checkpoint import load_checkpoint, save_checkpoint
 
 OD, AD = 3, 2
 
@@ -95,9 +96,11 @@ def test_save_resume_continues_exactly(tmp_path, uncertainty):
 
     first, env_b = MBPO(OD, AD, cfg, TASK), ToyEnv(1)
     _drive(first, env_b, 95)
-    first.save(tmp_path / "ckpt")
+    tensors, arrays, meta = first.state()
+    save_checkpoint(tmp_path / "ckpt", tensors=tensors, arrays=arrays, meta=meta)  # core returns state, io writes it
     del first
-    resumed = MBPO.load(tmp_path / "ckpt", TASK)
+    resumed = MBPO(OD, AD, cfg, TASK)
+    resumed.load_state(*load_checkpoint(tmp_path / "ckpt"))
     assert resumed.env_steps == 95
     _drive(resumed, env_b, 150)
 
@@ -139,8 +142,6 @@ def _gym_args(out, steps, resume):
 def test_gym_run_resumed_matches_uninterrupted_run(tmp_path):
     pytest.importorskip("gymnasium")
     from mbpo_ros import gym_train
-    from mbpo_ros.io.checkpoint import load_checkpoint
-
     a = gym_train.train(_gym_args(tmp_path / "a", 240, False))
     gym_train.train(_gym_args(tmp_path / "b", 150, False))  # stops mid-epoch: checkpoint at its last step
     b = gym_train.train(_gym_args(tmp_path / "b", 240, True))

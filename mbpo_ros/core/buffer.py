@@ -109,9 +109,19 @@ class ReplayBuffer:
         self.__init__(capacity, self.obs_dim, self.act_dim, self.device)
         self.add_batch(*data)
 
-    def state(self, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    def state(self, prefix: str, drop_last: int = 0) -> tuple[dict[str, torch.Tensor], dict]:
         """Storage rows [0, size) as tensors ``{prefix}.obs`` ... in storage order, plus meta
-        {capacity, size, ptr}, so a restored buffer samples exactly the same transitions."""
+        {capacity, size, ptr}, so a restored buffer samples exactly the same transitions.
+
+        drop_last > 0: the state without the newest ``drop_last`` transitions, stored oldest first.
+        """
+        if drop_last:
+            if not 0 <= drop_last <= self.size:
+                raise ValueError(f"cannot leave out {drop_last} of {self.size} transitions")
+            keep = self.size - int(drop_last)
+            data = self.chronological()
+            tensors = {f"{prefix}.{name}": t[:keep].detach().cpu().contiguous().clone() for name, t in zip(FIELDS, data)}
+            return tensors, {"capacity": self.capacity, "size": keep, "ptr": keep % self.capacity}
         tensors = {
             f"{prefix}.{name}": getattr(self, name)[: self.size].detach().cpu().contiguous().clone() for name in FIELDS
         }

@@ -20,18 +20,20 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from mbpo_ros.core import schedule
 from mbpo_ros.core.allocator import retain_freed_memory
 from mbpo_ros.core.buffer import ReplayBuffer
-from mbpo_ros.core.config import Config, config_from_dict, config_to_dict, resolve_device, validate
+from mbpo_ros.core.config import Config, config_to_dict, resolve_device, validate
 from mbpo_ros.core.ensemble import ProbabilisticEnsemble
 from mbpo_ros.core.policy import PolicySnapshot
 from mbpo_ros.core.rollout import branched_rollout, rollout_length
 from mbpo_ros.core.sac import SAC
+from mbpo_ros.core.schedule import Counters
+from mbpo_ros.core.state_dict import flatten_state_dict, unflatten_state_dict
 from mbpo_ros.core.tasks import TaskSpec
 
 __all__ = ["MBPO", "STATE_FORMAT"]
@@ -78,6 +80,7 @@ class MBPO:
         self.model_trains = 0
         self.last_model_train_step = -1
         self._sac_metrics: dict[str, torch.Tensor] | None = None
+        self._updates_at_retrain: int | None = None  # sac_updates at this session's last retrain
 
     # ------------------------------------------------------------------ schedule
     @property
@@ -208,31 +211,60 @@ class MBPO:
         out["sac_updates"] = self.sac_updates
         return out
 
+    @property
+    def counters(self) -> Counters:
+        return Counters(self.env_steps, self.sac_updates, self.model_trains, self.last_model_train_step)
+
+    def retrain(self) -> dict:
+        """Retrain the model and roll it out (core.schedule says when); with ``real_ratio`` 1 no model
+        is needed and only the retrain step is recorded. Returns the model and rollout metrics."""
+        m = self.cfg.mbpo
+        self._updates_at_retrain = self.sac_updates
+        if m.real_ratio < 1.0 and self.real_buffer.size >= 2:
+            out = self.train_model()
+            out.update(self.rollout())
+            return out
+        self.last_model_train_step = self.env_steps
+        return {}
+
     def step(self) -> dict:
-        """Everything due after one env step (call after :meth:`add`). Returns the metrics of what ran:
+        """Everything due after one env step (call after :meth:`add`): a retrain when
+        core.schedule says one is due, then ``utd`` SAC updates. Returns the metrics of what ran:
         model and rollout metrics (plus the last SAC metrics) after a retrain, else {}.
         Host syncs only at retrains."""
         m = self.cfg.mbpo
-        if self.env_steps < max(m.init_random_steps, 1):
+        c = self.counters
+        if not schedule.training_started(c, m):
             return {}
         out: dict = {}
-        due = self.last_model_train_step < 0 or self.env_steps - self.last_model_train_step >= m.model_train_freq
-        if due and m.real_ratio < 1.0 and self.real_buffer.size >= 2:
-            if self._sac_metrics is not None:
+        if schedule.retrain_due(c, m):
+            if self._sac_metrics is not None and m.real_ratio < 1.0 and self.real_buffer.size >= 2:
                 out.update(self.sac_metrics())
-            out.update(self.train_model())
-            out.update(self.rollout())
-        elif due:
-            self.last_model_train_step = self.env_steps
+            out.update(self.retrain())
         if m.utd > 0:
             self.update(m.utd, sync=False)
         return out
 
-    # ------------------------------------------------------------------ state
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], dict]:
-        """Everything needed to continue exactly: (tensors, arrays, JSON-able meta)."""
-        from mbpo_ros.io.checkpoint import flatten_state_dict
+    def work(self, chunk: int) -> tuple[str, dict]:
+        """One bounded piece of asynchronous training (core.schedule.next_work): a retrain, at most
+        ``chunk`` SAC updates, or nothing. Returns (kind, metrics); kind is "idle" when nothing is due."""
+        w = schedule.next_work(self.counters, self.cfg.mbpo, self._updates_at_retrain, chunk)
+        if w.kind == "retrain":
+            return w.kind, self.retrain()
+        if w.kind == "update":
+            self.update(w.updates, sync=False)
+        return w.kind, {}
 
+    # ------------------------------------------------------------------ state
+    def state(self, drop_last_real: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], dict]:
+        """Everything needed to continue exactly: (tensors, arrays, JSON-able meta).
+
+        arrays holds the policy snapshot (``policy/`` + PolicySnapshot.to_arrays()), so a deployed
+        policy can be loaded without torch. drop_last_real: leave the newest k real transitions
+        out of the state (env_steps counts k fewer; the buffer is stored oldest first): a learner
+        whose newest transitions are not yet durable elsewhere (the transition log) checkpoints
+        only what it can be given again.
+        """
         tensors: dict[str, torch.Tensor] = {}
         for prefix, module in (("ensemble/", self.ensemble), ("sac/", self.sac)):
             for k, v in module.state_dict().items():
@@ -241,7 +273,7 @@ class MBPO:
         sac_opt, sac_skel = flatten_state_dict(self.sac.optimizer.state_dict(), "optim/sac/")
         for d in (ens_opt, sac_opt):
             tensors.update({k: v.detach().cpu().contiguous().clone() for k, v in d.items()})
-        real_t, real_meta = self.real_buffer.state("real")
+        real_t, real_meta = self.real_buffer.state("real", drop_last=drop_last_real)
         model_t, model_meta = self.model_buffer.state("model")
         tensors.update(real_t)
         tensors.update(model_t)
@@ -253,7 +285,7 @@ class MBPO:
             "act_dim": self.act_dim,
             "config": config_to_dict(self.cfg),
             "counters": {
-                "env_steps": self.env_steps,
+                "env_steps": self.env_steps - int(drop_last_real),
                 "sac_updates": self.sac_updates,
                 "model_trains": self.model_trains,
                 "last_model_train_step": self.last_model_train_step,
@@ -263,13 +295,14 @@ class MBPO:
             "optim_sac": sac_skel,
             "real_buffer": real_meta,
             "model_buffer": model_meta,
+            # +inf = member not evaluated yet (before the first fit): meaningful, not divergence
+            "non_finite_ok": ["ensemble/holdout_mse"],
         }
-        return tensors, {}, meta
+        arrays = {f"policy/{k}": v for k, v in self.policy_snapshot().to_arrays().items()}
+        return tensors, arrays, meta
 
     def load_state(self, tensors: dict[str, torch.Tensor], arrays: dict[str, np.ndarray], meta: dict) -> None:
         """Restore what :meth:`state` returned (the run then continues exactly)."""
-        from mbpo_ros.io.checkpoint import unflatten_state_dict
-
         if meta.get("format") != STATE_FORMAT:
             raise ValueError(f"not an MBPO state: format {meta.get('format')!r}, expected {STATE_FORMAT!r}")
         if (meta["obs_dim"], meta["act_dim"]) != (self.obs_dim, self.act_dim):
@@ -292,25 +325,3 @@ class MBPO:
         self.model_trains = int(c["model_trains"])
         self.last_model_train_step = int(c["last_model_train_step"])
         self._sac_metrics = None
-
-    def save(self, path: str | Path, extra_meta: dict | None = None) -> Path:
-        """Atomic checkpoint directory (io/checkpoint). ``extra_meta`` is stored under meta["extra"]."""
-        from mbpo_ros.io.checkpoint import save_checkpoint
-
-        tensors, arrays, meta = self.state()
-        if extra_meta is not None:
-            meta["extra"] = extra_meta
-        return save_checkpoint(path, tensors=tensors, arrays=arrays, meta=meta)
-
-    @classmethod
-    def load(cls, path: str | Path, task: TaskSpec, device: str | None = None) -> MBPO:
-        """Rebuild an MBPO from a checkpoint (its own config; ``device`` overrides cfg.device)."""
-        from mbpo_ros.io.checkpoint import load_checkpoint
-
-        tensors, arrays, meta = load_checkpoint(path)
-        cfg = config_from_dict(meta["config"])
-        if device is not None:
-            cfg.device = device
-        agent = cls(int(meta["obs_dim"]), int(meta["act_dim"]), cfg, task)
-        agent.load_state(tensors, arrays, meta)
-        return agent

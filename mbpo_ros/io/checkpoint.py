@@ -27,6 +27,15 @@ temporary directories of a killed writer are removed by the next save to the sam
 path (one writer per checkpoint path at a time is assumed).
 
 Loading never unpickles: safetensors, ``np.load(allow_pickle=False)`` and ``json``.
+Importing this module does not import torch (only writing and loading tensors does).
+
+Refusals. ``save_checkpoint`` refuses (``CheckpointError``, nothing written, the
+previous checkpoint kept) any NaN/Inf in a float tensor or array, except those listed in
+``meta["non_finite_ok"]``.
+
+Policy for deploy. A training checkpoint stores the policy snapshot's arrays
+(``PolicySnapshot.to_arrays``) in ``arrays.npz`` under ``policy/``; ``load_policy(dir)``
+reads only ``meta.json`` and ``arrays.npz`` and returns a NumPy ``PolicySnapshot``.
 
 Optimiser state: ``flatten_state_dict(opt.state_dict(), "optim/")`` turns the nested
 dicts/lists of tensors and Python scalars into flat tensors plus a JSON-safe
@@ -37,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -45,12 +53,14 @@ import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from safetensors.torch import load_file as _st_load_file
-from safetensors.torch import save_file as _st_save_file
+
+if TYPE_CHECKING:
+    import torch
+
+    from mbpo_ros.core.policy import PolicySnapshot
 
 __all__ = [
     "FORMAT_NAME",
@@ -60,6 +70,10 @@ __all__ = [
     "load_checkpoint",
     "latest_checkpoint",
     "is_checkpoint",
+    "load_policy",
+    "resolve_checkpoint",
+    "POLICY_PREFIX",
+    "CHECKPOINT_DIRNAME",
     "flatten_state_dict",
     "unflatten_state_dict",
 ]
@@ -69,6 +83,12 @@ FORMAT_VERSION = 1
 TENSORS_FILE = "tensors.safetensors"
 ARRAYS_FILE = "arrays.npz"
 META_FILE = "meta.json"
+#: prefix of the policy snapshot's arrays (PolicySnapshot.to_arrays) in arrays.npz
+POLICY_PREFIX = "policy/"
+#: name of the training checkpoint directory inside a run directory
+CHECKPOINT_DIRNAME = "checkpoint"
+#: meta key: names of tensors/arrays allowed to hold NaN/Inf (e.g. +inf = "not measured yet")
+NON_FINITE_OK_KEY = "non_finite_ok"
 _HASH_CHUNK = 1 << 20
 
 
@@ -132,6 +152,8 @@ def _file_digest(path: Path) -> dict[str, Any]:
 
 def _prepare_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Detach, move to CPU, make contiguous, and clone any tensor that shares storage."""
+    import torch
+
     out: dict[str, torch.Tensor] = {}
     storage_users: dict[int, int] = {}
     for key, t in tensors.items():
@@ -172,6 +194,25 @@ def _check_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def _refuse_non_finite(tensors: Mapping[str, torch.Tensor], arrays: Mapping[str, np.ndarray], meta: Mapping) -> None:
+    """A NaN/Inf in a float tensor or array means training diverged: such a checkpoint is never written.
+
+    meta["non_finite_ok"] may name tensors/arrays whose non-finite values mean something (e.g. +inf
+    for "not measured yet"); they are exempt.
+    """
+    import torch
+
+    ok = set(meta.get(NON_FINITE_OK_KEY) or ())
+    bad = [k for k, t in tensors.items()
+           if k not in ok and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+    bad += [k for k, a in arrays.items()
+            if k not in ok and a.dtype.kind in "fc" and a.size and not bool(np.isfinite(a).all())]
+    if bad:
+        shown = ", ".join(sorted(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"refusing to write a checkpoint with non-finite values (NaN/Inf) in {shown}; "
+                              "the previous checkpoint is kept")
+
+
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write an uncompressed .npz (same layout as ``np.savez``), refusing any pickled member."""
     with open(path, "wb") as f:
@@ -198,19 +239,28 @@ def save_checkpoint(
     tensors: Mapping[str, torch.Tensor] | None = None,
     arrays: Mapping[str, np.ndarray] | None = None,
     meta: Mapping[str, Any] | None = None,
+    allow_non_finite: bool = False,
 ) -> Path:
     """Atomically write a checkpoint directory at ``path`` and return its ``Path``.
 
     tensors: name -> torch.Tensor of any shape/device (stored on CPU, contiguous).
     arrays:  name -> np.ndarray of any shape; object dtypes are refused (TypeError).
     meta:    JSON-serialisable mapping (str keys; lists, numbers, strings, bools, None).
+    allow_non_finite: by default a NaN/Inf in any float tensor or array raises
+             ``CheckpointError`` before anything is written (a diverged learner must not
+             replace the last good checkpoint), except in those named by
+             ``meta["non_finite_ok"]`` (values whose non-finite state means something).
 
     An existing checkpoint at ``path`` is replaced only once the new one is complete
     on disk; if anything raises while writing, the previous one stays as it was.
     """
+    from safetensors.torch import save_file as _st_save_file
+
     path = Path(path)
     tensors = _prepare_tensors(tensors or {})
     arrays = _check_arrays(arrays or {})
+    if not allow_non_finite:
+        _refuse_non_finite(tensors, arrays, meta or {})
     meta = dict(meta or {})
     try:
         meta_text = json.dumps(meta)  # validate early, before touching the disk
@@ -283,8 +333,8 @@ def _read_meta_doc(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _verify_manifest(path: Path, files: Mapping[str, Any]) -> None:
-    for name in (TENSORS_FILE, ARRAYS_FILE):
+def _verify_manifest(path: Path, files: Mapping[str, Any], names: tuple[str, ...] = (TENSORS_FILE, ARRAYS_FILE)) -> None:
+    for name in names:
         expected = files.get(name)
         if not isinstance(expected, dict):
             raise CheckpointError(f"{path / META_FILE}: manifest has no entry for {name}")
@@ -328,6 +378,8 @@ def load_checkpoint(
     pickle-bearing checkpoint. If ``path`` is missing but an interrupted save left the
     previous checkpoint aside, that copy is put back and loaded.
     """
+    from safetensors.torch import load_file as _st_load_file
+
     path = Path(path)
     _recover(path)
     if not path.is_dir():
@@ -341,6 +393,43 @@ def load_checkpoint(
         raise CheckpointError(f"{path / TENSORS_FILE} could not be read: {e}") from e
     arrays = _load_npz(path / ARRAYS_FILE)
     return tensors, arrays, doc["meta"]
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint directory, given it or a run directory holding ``checkpoint/``."""
+    p = Path(path).expanduser()
+    if (p / CHECKPOINT_DIRNAME).is_dir() and not (p / META_FILE).is_file():
+        p = p / CHECKPOINT_DIRNAME
+    if not p.exists() and not _aside_path(p).exists():
+        raise FileNotFoundError(
+            f"checkpoint {p} does not exist (give <run_dir>/{CHECKPOINT_DIRNAME} or the run directory)")
+    return p
+
+
+def load_policy(path: str | os.PathLike) -> PolicySnapshot:
+    """The policy snapshot stored in a training checkpoint (or a run directory): NumPy only.
+
+    Reads ``meta.json`` and ``arrays.npz`` (checked against the manifest) and nothing else: no
+    torch import, no replay buffers, no MBPO object, so deploy needs neither torch nor the
+    memory of the training run. Raises ``CheckpointError`` for a checkpoint without the policy
+    arrays (written before they were stored) with the command that adds them.
+    """
+    from mbpo_ros.core.policy import PolicySnapshot
+
+    path = resolve_checkpoint(path)
+    _recover(path)
+    doc = _read_meta_doc(path)
+    _verify_manifest(path, doc["files"], (ARRAYS_FILE,))
+    arrays = _load_npz(path / ARRAYS_FILE)
+    policy = {k[len(POLICY_PREFIX):]: v for k, v in arrays.items() if k.startswith(POLICY_PREFIX)}
+    if not policy:
+        raise CheckpointError(
+            f"{path} holds no policy arrays ({POLICY_PREFIX}*; written by an older mbpo_ros); add them with: "
+            f"python -m mbpo_ros.io.convert {path}")
+    try:
+        return PolicySnapshot.from_arrays(policy)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: the policy arrays are inconsistent: {e}") from e
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:
@@ -391,73 +480,19 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 # ----------------------------------------------------------------------------- state dicts
 
 
-def _encode(obj: Any, prefix: str, rel: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """Turn a nested state dict into JSON-safe data, moving tensors into ``tensors``."""
-    if isinstance(obj, torch.Tensor):
-        tensors[prefix + rel] = obj
-        return {"__tensor__": rel}
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
-    if isinstance(obj, np.generic):
-        return _encode(obj.item(), prefix, rel, tensors)
-    if isinstance(obj, torch.dtype):
-        return {"__dtype__": str(obj).removeprefix("torch.")}
-    if isinstance(obj, Mapping):
-        items = []
-        for k, v in obj.items():
-            if not (isinstance(k, (str, int)) and not isinstance(k, bool)):
-                raise TypeError(f"state dict key {k!r} at '{rel or '/'}' is a {type(k).__name__}; only str/int keys")
-            items.append([k, _encode(v, prefix, f"{rel}.{k}" if rel else str(k), tensors)])
-        return {"__dict__": items}
-    if isinstance(obj, (list, tuple)):
-        enc = [_encode(v, prefix, f"{rel}.{i}" if rel else str(i), tensors) for i, v in enumerate(obj)]
-        return {"__tuple__": enc} if isinstance(obj, tuple) else enc
-    raise TypeError(f"state dict value at '{rel or '/'}' is a {type(obj).__name__}, which has no checkpoint encoding")
+def flatten_state_dict(sd: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """``core.state_dict.flatten_state_dict`` (the encoding lives in core; re-exported here)."""
+    from mbpo_ros.core.state_dict import flatten_state_dict as _flatten
+
+    return _flatten(sd, prefix)
 
 
-def _decode(obj: Any, prefix: str, tensors: Mapping[str, torch.Tensor]) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, prefix, tensors) for v in obj]
-    if isinstance(obj, dict):
-        if "__tensor__" in obj:
-            key = prefix + obj["__tensor__"]
-            if key not in tensors:
-                raise CheckpointError(f"state dict refers to tensor '{key}', which the checkpoint lacks")
-            return tensors[key]
-        if "__dict__" in obj:
-            return {k: _decode(v, prefix, tensors) for k, v in obj["__dict__"]}
-        if "__tuple__" in obj:
-            return tuple(_decode(v, prefix, tensors) for v in obj["__tuple__"])
-        if "__float__" in obj:
-            return float(obj["__float__"])
-        if "__dtype__" in obj:
-            dtype = getattr(torch, obj["__dtype__"], None)
-            if not isinstance(dtype, torch.dtype):
-                raise CheckpointError(f"unknown torch dtype {obj['__dtype__']!r} in state dict")
-            return dtype
-        raise CheckpointError(f"unrecognised state dict node {sorted(obj)!r}")
-    return obj
+def unflatten_state_dict(tensors: Mapping[str, Any], meta: Any, prefix: str = "") -> Any:
+    """``core.state_dict.unflatten_state_dict``; a broken skeleton raises ``CheckpointError``."""
+    from mbpo_ros.core.state_dict import StateDictError
+    from mbpo_ros.core.state_dict import unflatten_state_dict as _unflatten
 
-
-def flatten_state_dict(sd: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split a nested ``state_dict()`` into flat tensors and a JSON-safe skeleton.
-
-    sd:     e.g. ``torch.optim.Adam.state_dict()`` - nested dicts (str/int keys), lists,
-            tuples, tensors and Python scalars.
-    prefix: prepended to every tensor name, e.g. "optim/actor/", so several state dicts
-            can share one checkpoint.
-    Returns ``(tensors, skeleton)``: put ``tensors`` into the checkpoint's tensors and
-    ``skeleton`` under a key of its meta; ``unflatten_state_dict`` reverses it.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = _encode(sd, prefix, "", tensors)
-    return tensors, skeleton
-
-
-def unflatten_state_dict(tensors: Mapping[str, torch.Tensor], meta: Any, prefix: str = "") -> Any:
-    """Rebuild the nested state dict from ``flatten_state_dict``'s output (tensors may hold other keys too)."""
-    return _decode(meta, prefix, tensors)
+    try:
+        return _unflatten(tensors, meta, prefix)
+    except StateDictError as e:
+        raise CheckpointError(str(e)) from e

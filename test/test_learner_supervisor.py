@@ -1,4 +1,4 @@
-"""TrainerProcess: real MBPO in a real spawned child process, on tiny configs (CPU)."""
+"""learner.TrainerProcess: real MBPO in a real supervised, spawned child process, on tiny configs (CPU)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import pytest
 
 from mbpo_ros.core.config import preset
 from mbpo_ros.core.tasks import get_task
-from mbpo_ros.core.trainer_process import TrainerProcess, WorkerOptions
+from mbpo_ros.learner.supervisor import RestartPolicy, TrainerProcess
+from mbpo_ros.learner.worker import WorkerOptions
 
 TASK = get_task("reach")
 OBS, ACT = TASK.obs_dim, TASK.act_dim
@@ -79,8 +79,8 @@ def make_tp():
     yield make
     for tp in made:
         tp.close(checkpoint=False, timeout=5.0)
-        if tp._proc is not None:
-            assert not tp._proc.is_alive(), "a trainer child outlived close()"
+        if tp._child.proc is not None:
+            assert not tp._child.proc.is_alive(), "a trainer child outlived close()"
 
 
 def test_snapshots_arrive_and_change_after_training(tmp_path, make_tp):
@@ -92,7 +92,7 @@ def test_snapshots_arrive_and_change_after_training(tmp_path, make_tp):
     assert a.shape == (ACT,) and np.all(np.abs(a) <= 1.0)
     for tr in transitions(80):
         assert tp.submit(*tr)
-    # 80 steps, 30 random: utd 2 -> 100 SAC updates are due, in chunks of 10 with a snapshot each.
+    # 80 steps, 30 random: utd 2 -> 102 SAC updates are due (utd per step from step 30 on), in chunks of 10 with a snapshot each.
     wait_for(lambda: tp.stats()["sac_updates"] >= 100, 60, "100 SAC updates")
     wait_for(lambda: tp.stats()["snapshot_seq"] >= 5, 10, "snapshots after the chunks")
     st = tp.stats()
@@ -111,13 +111,13 @@ def test_checkpoint_then_resume_keeps_every_transition(tmp_path, make_tp):
     tp.start()
     for tr in trs[:65]:
         assert tp.submit(*tr)
-    tp._ring._lock.acquire()  # the child is reading the ring: submits must neither block nor lose data
+    tp._child.ring._lock.acquire()  # the child is reading the ring: submits must neither block nor lose data
     try:
         for tr in trs[65:70]:
             assert tp.submit(*tr)
         assert len(tp._stash) == 5
     finally:
-        tp._ring._lock.release()
+        tp._child.ring._lock.release()
     path = tp.request_checkpoint(timeout=60)  # flushes the stash first
     assert Path(path) == tmp_path / "checkpoint" and Path(path).is_dir()
     st = tp.stats()
@@ -175,7 +175,7 @@ def test_lockstep_record_stashed_at_submit_is_still_trained(tmp_path, make_tp):
     tp.start()
     trs = transitions(3, seed=6)
     assert tp.submit(*trs[0]) and tp.wait_until_trained(1, timeout=60)
-    with tp._ring._lock:  # the child holds the ring at the moment the control thread submits
+    with tp._child.ring._lock:  # the child holds the ring at the moment the control thread submits
         assert tp.submit(*trs[1])
         assert tp._stash, "the record should have been stashed while the ring was busy"
     assert tp.wait_until_trained(2, timeout=30), f"stashed record never reached the child: {tp.stats()}"
@@ -187,7 +187,7 @@ def test_lockstep_record_stashed_at_submit_is_still_trained(tmp_path, make_tp):
 def test_full_queue_counts_drops_and_never_blocks_and_close_survives_a_stuck_child(tmp_path, make_tp):
     tp = make_tp(tmp_path, queue_size=5)
     tp.start()
-    os.kill(tp._proc.pid, signal.SIGSTOP)  # a child that takes nothing off the queue
+    os.kill(tp._child.proc.pid, signal.SIGSTOP)  # a child that takes nothing off the queue
     try:
         trs = transitions(40)
         t0 = time.monotonic()
@@ -197,32 +197,61 @@ def test_full_queue_counts_drops_and_never_blocks_and_close_survives_a_stuck_chi
         assert tp.stats()["queue_dropped"] == 35
         assert elapsed < 5.0, f"40 submits against a full queue took {elapsed:.1f} s"
     finally:
-        os.kill(tp._proc.pid, signal.SIGCONT)
+        os.kill(tp._child.proc.pid, signal.SIGCONT)
     wait_for(lambda: tp.stats()["env_steps"] == 5, 30, "the 5 queued transitions")
     with pytest.raises(ValueError, match="observation has 4 values"):
         tp.submit(np.zeros(4), np.zeros(ACT), 0.0, np.zeros(4), False, False)
 
-    os.kill(tp._proc.pid, signal.SIGSTOP)  # stuck for good: close() must still return
+    os.kill(tp._child.proc.pid, signal.SIGSTOP)  # stuck for good: close() must still return
     t0 = time.monotonic()
     tp.close(checkpoint=True, timeout=1.0)
     assert time.monotonic() - t0 < 15.0
-    assert not tp._proc.is_alive()
+    assert not tp._child.proc.is_alive()
     st = tp.stats()
     assert not st["alive"] and "did not close in order" in st["error"]
 
 
-def test_killed_child_is_reported_and_close_returns(tmp_path, make_tp):
-    tp = make_tp(tmp_path)
+def test_killed_child_is_restarted_and_transitions_meanwhile_are_kept(tmp_path, make_tp):
+    """A crashed learner: ERROR while down, restarted from its checkpoint, OK again, and the
+    transitions submitted while it was down reach the new child."""
+    tp = make_tp(tmp_path, restart=RestartPolicy(max_restarts=2, backoff_s=1.0))
     tp.start()
-    os.kill(tp._proc.pid, signal.SIGKILL)
-    wait_for(lambda: not tp.stats()["alive"], 10, "the dead child to be noticed")
-    assert "exited unexpectedly" in tp.stats()["error"]
+    trs = transitions(60)
+    for tr in trs[:20]:
+        assert tp.submit(*tr)
+    tp.request_checkpoint(timeout=60)
+    first_pid = tp._child.proc.pid
+    os.kill(first_pid, signal.SIGKILL)
+    wait_for(lambda: tp.health().level == "ERROR", 10, "the dead child to be noticed")
+    h = tp.health()
+    assert not h.dead and "exited unexpectedly" in h.message and "restarting" in h.message
+    assert not tp.stats()["alive"]
+    for tr in trs[20:40]:  # while the learner is down (1 s back-off): kept in the ring
+        assert tp.submit(*tr)
+    wait_for(lambda: tp.health().level == "OK", 120, "the restarted learner")
+    assert tp._child.proc.pid != first_pid and tp.stats()["restarts"] == 1
+    for tr in trs[40:]:
+        assert tp.submit(*tr)
+    tp.request_checkpoint(timeout=60)
+    st = tp.stats()
+    assert st["env_steps"] == 60 and st["real_buffer"] == 60 and st["alive"], st
+
+
+def test_learner_that_keeps_dying_is_declared_dead_and_close_returns(tmp_path, make_tp):
+    tp = make_tp(tmp_path, restart=RestartPolicy(max_restarts=0))
+    tp.start()
+    os.kill(tp._child.proc.pid, signal.SIGKILL)
+    wait_for(lambda: tp.dead, 10, "the learner to be declared dead")
+    h = tp.health()
+    assert h.level == "ERROR" and h.dead and "exited unexpectedly" in h.message
     assert not tp.wait_until_trained(10, timeout=1.0)
+    assert not tp.submit(*transitions(1)[0]), "nobody will take it: counted as dropped"
     with pytest.raises(RuntimeError, match="not running"):
         tp.request_checkpoint(timeout=5)
     t0 = time.monotonic()
     tp.close(checkpoint=True, timeout=5.0)
     assert time.monotonic() - t0 < 10.0
+    assert tp.dead or "down at shutdown" in tp.stats()["error"]
 
 
 def test_child_ignores_sigint_and_closes_in_order(tmp_path, make_tp):
@@ -230,12 +259,12 @@ def test_child_ignores_sigint_and_closes_in_order(tmp_path, make_tp):
     tp.start()
     for tr in transitions(10):
         tp.submit(*tr)
-    os.kill(tp._proc.pid, signal.SIGINT)  # what Ctrl-C sends to the whole process group
+    os.kill(tp._child.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the whole process group
     time.sleep(0.5)
     assert tp.stats()["alive"]
     tp.close(checkpoint=True, timeout=60)
     st = tp.stats()
-    assert st["error"] == "" and st["env_steps"] == 10 and st["last_checkpoint"] and tp._proc.exitcode == 0
+    assert st["error"] == "" and st["env_steps"] == 10 and st["last_checkpoint"] and tp._child.proc.exitcode == 0
 
 
 def test_child_exception_surfaces(tmp_path, make_tp):
@@ -262,12 +291,12 @@ def test_child_exits_when_the_parent_dies(tmp_path):
         f"""
         import os, sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from test_trainer_process import tiny_cfg, OPTS, OBS, ACT
-        from mbpo_ros.core.trainer_process import TrainerProcess
+        from test_learner_supervisor import tiny_cfg, OPTS, OBS, ACT
+        from mbpo_ros.learner.supervisor import TrainerProcess
         if __name__ == "__main__":
             tp = TrainerProcess(OBS, ACT, tiny_cfg(), "reach", {str(tmp_path)!r}, options=OPTS)
             tp.start()
-            print(tp._proc.pid, flush=True)
+            print(tp._child.proc.pid, flush=True)
             os._exit(0)  # die without close()
         """
     )
@@ -291,49 +320,25 @@ def _exited(pid: int) -> bool:
     return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
 
 
-def test_async_schedule_retrains_without_starving_sac(tmp_path):
-    """The child's async schedule, driven in this process: a retrain that is due waits until SAC has
-    done the utd * model_train_freq updates a synchronous loop does between two retrains."""
-    import multiprocessing as mp
+def test_async_schedule_retrains_without_starving_sac():
+    """MBPO.work (the learner's schedule, core/schedule.py): a retrain that is due waits until SAC
+    has done the utd * model_train_freq updates a synchronous loop does between two retrains."""
+    from mbpo_ros.core.trainer import MBPO
 
-    from mbpo_ros.core.trainer_process import _Ring, _Worker
-
-    ctx = mp.get_context("spawn")
-    cmd_r, cmd_w = ctx.Pipe(duplex=False)
-    ev_r, ev_w = ctx.Pipe(duplex=False)
-    opts = dataclasses.replace(OPTS, nice=0, chunk_updates=10)
-    cfg = tiny_cfg(init_random_steps=30, model_train_freq=20, utd=2)
-    ring = _Ring(ctx, 1000, 2 * OBS + ACT + 3)
-    w = _Worker(OBS, ACT, cfg, "reach", str(tmp_path), False, False, opts, ring, None, cmd_r, ev_w, os.getppid(),
-                {})
-    sink = threading.Thread(target=_drain_pipe, args=(ev_r,), daemon=True)  # the parent's receiver's role
-    sink.start()
-    m = w.mbpo
+    m = MBPO(OBS, ACT, tiny_cfg(init_random_steps=30, model_train_freq=20, utd=2), TASK)
     trs = transitions(200)
     for tr in trs[:29]:
         m.add(*tr[:5])
-    assert not w.async_work(), "nothing is due before init_random_steps"
+    assert m.work(10)[0] == "idle", "nothing is due before init_random_steps"
     for tr in trs[29:100]:
         m.add(*tr[:5])
-    assert w.async_work() and m.model_trains == 1 and m.sac_updates == 0  # first retrain at once
-    for tr in trs[100:130]:  # a retrain is due again (30 >= 20 steps), SAC owes 2 * 100 updates
+    assert m.work(10)[0] == "retrain" and m.model_trains == 1 and m.sac_updates == 0  # first retrain at once
+    for tr in trs[100:130]:  # a retrain is due again (30 >= 20 steps), SAC owes 2 * 101 updates
         m.add(*tr[:5])
     for _ in range(4):
-        assert w.async_work()
+        assert m.work(10)[0] == "update"
     assert m.model_trains == 1 and m.sac_updates == 40, "retrain must wait for utd * model_train_freq updates"
-    assert w.async_work() and m.model_trains == 2 and m.sac_updates == 40
-    while w.async_work():
+    assert m.work(10)[0] == "retrain" and m.model_trains == 2 and m.sac_updates == 40
+    while m.work(10)[0] != "idle":
         pass
-    assert m.sac_updates == 2 * (130 - 30) and m.model_trains == 2
-    ev_w.close()
-    sink.join(timeout=10)
-    for conn in (cmd_r, cmd_w, ev_r):
-        conn.close()
-
-
-def _drain_pipe(conn) -> None:
-    try:
-        while True:
-            conn.recv()
-    except (EOFError, OSError):
-        pass
+    assert m.sac_updates == 2 * (130 - 30 + 1) and m.model_trains == 2
