@@ -1,6 +1,7 @@
 # mbpo_ros: two commands set everything up on a fresh machine.
 #   make demo   - create .venv, install everything, run the main job on the digital twin
 #   make test   - same set-up, then lint and the whole test suite
+#   make bench  - the benchmarks of docs/benchmarks.md
 # A GPU user picks their own torch build:  make test TORCH_SPEC="torch --index-url ..."
 
 PYTHON      ?= python3
@@ -37,8 +38,13 @@ test: setup lint
 test-fast: setup lint
 	$(PY) -m pytest -ra -m "not slow" test
 
+# The benchmarks docs/benchmarks.md reports (minutes each; niced so a shared machine stays usable).
+# benchmarks/mbrl_lib_compare.py needs an mbrl-lib venv of its own: see its docstring.
 bench: setup
-	$(PY) benchmarks/run_all.py
+	nice -n 10 $(PY) benchmarks/core_throughput.py
+	nice -n 10 $(PY) benchmarks/io_throughput.py
+	nice -n 10 $(PY) benchmarks/twin_speed.py
+	nice -n 10 $(PY) benchmarks/control_loop.py
 
 clean:
 	rm -rf build install log .pytest_cache

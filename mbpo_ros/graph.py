@@ -37,7 +37,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def local_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, 
 
 
 def arg(default: Any, doc: str) -> Any:
-    """A GraphArgs field: its default and the description shown by `ros2 launch ... --show-args`."""
+    """A TrainArgs/DeployArgs field: its default and the description shown by `ros2 launch ... --show-args`."""
     return field(default=default, metadata={"doc": doc})
 
 
@@ -134,10 +134,6 @@ class DeployArgs:
     run_dir: str = arg("", "run directory for the deploy log; empty = the agent's default")
     seed: int = arg(0, "random seed")
     namespace: str = arg("", _NAMESPACE_DOC)
-
-
-#: Backwards-friendly name used by the issue text: the train graph's arguments.
-GraphArgs = TrainArgs
 
 
 @dataclass(frozen=True)
@@ -473,7 +469,3 @@ def launch_nodes(cls: type, graph_fn, context, output: str = "screen") -> list:
     values = {f.name: LaunchConfiguration(f.name).perform(context) for f in dataclasses.fields(cls)}
     return [to_launch_node(spec, output=output) for spec in graph_fn(args_from_strings(cls, values))]
 
-
-def graph_summary(specs: Sequence[NodeSpec]) -> str:
-    """Human-readable lines: one command line per node (what `mbpo-ros train -v` prints)."""
-    return "\n".join(" ".join(command_line(s)) for s in specs)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENV_ID = "mbpo_ros/ArmReach-v0"
+from mbpo_ros import REACH_ENV_ID as ENV_ID  # registered with gymnasium by `import mbpo_ros`
 
 #: seeds for evaluation episodes are drawn from this offset so they never coincide with training seeds.
 EVAL_SEED_OFFSET = 10_000
@@ -62,10 +62,8 @@ def load_policy(checkpoint: str | Path):
 
 
 def make_env(**env_kwargs):
-    """The Reach gym env (registers it by importing mbpo_ros.sim)."""
+    """The Reach gym env (registered by ``import mbpo_ros``)."""
     import gymnasium as gym
-
-    import mbpo_ros.sim  # noqa: F401  (registers mbpo_ros/ArmReach-v0)
 
     return gym.make(ENV_ID, **env_kwargs)
 
@@ -80,11 +78,16 @@ def _task_of(env):
 
 
 def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int, seed: int,
-                 env=None, on_episode: Callable[[], object] | None = None) -> EvalResult:
+                 env=None, on_episode: Callable[[], object] | None = None,
+                 on_frame: Callable[[Callable[[], np.ndarray]], object] | None = None,
+                 frame_episodes: int = 0) -> EvalResult:
     """Run ``episodes`` episodes with ``act(obs [obs_dim], rng) -> action [act_dim]``.
 
     Episode i resets with seed ``seed + EVAL_SEED_OFFSET + i`` (fixed goals for a given seed).
-    ``on_episode()`` is called after each episode (e.g. a progress bar's ``update``).
+    ``on_episode()`` is called after each episode (e.g. a progress bar's ``update``);
+    ``on_frame(env.render)`` after the reset and every step of the first ``frame_episodes``
+    episodes (the env must have ``render_mode="rgb_array"``; e.g. ``VideoWriter.add``, which renders
+    only the frames it keeps).
     """
     if episodes < 1:
         raise ValueError(f"episodes = {episodes} must be at least 1")
@@ -97,11 +100,16 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
     try:
         for i in range(episodes):
             obs, _ = env.reset(seed=int(seed) + EVAL_SEED_OFFSET + i)
+            record = on_frame is not None and i < frame_episodes
+            if record:
+                on_frame(env.render)
             ret, done = 0.0, False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs, rng))
                 ret += float(reward)
                 done = terminated or truncated
+                if record:
+                    on_frame(env.render)
             d = float(task.distance(obs))
             distances.append(d)
             successes.append(d < task.cfg.success_threshold)
@@ -122,10 +130,13 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
 
 
 def evaluate(policy, episodes: int = 50, seed: int = 0, env=None,
-             on_episode: Callable[[], object] | None = None) -> EvalResult:
-    """Deterministic ``policy`` (PolicySnapshot) on the gym twin for ``episodes`` episodes."""
+             on_episode: Callable[[], object] | None = None,
+             on_frame: Callable[[Callable[[], np.ndarray]], object] | None = None,
+             frame_episodes: int = 0) -> EvalResult:
+    """Deterministic ``policy`` (PolicySnapshot) on the gym twin for ``episodes`` episodes
+    (``on_episode``, ``on_frame``, ``frame_episodes``: see :func:`run_episodes`)."""
     return run_episodes(lambda obs, rng: policy.act(obs, deterministic=True, rng=rng), episodes, seed, env,
-                        on_episode)
+                        on_episode, on_frame, frame_episodes)
 
 
 def random_policy_baseline(episodes: int = 10, seed: int = 0, env=None,
@@ -152,12 +163,79 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the episodes' goals and start poses (default 0)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--video", default="", metavar="FILE",
+                        help="also record the first --video-episodes episodes to FILE (.mp4 needs imageio-ffmpeg; "
+                             ".gif always works); headless machines render with MUJOCO_GL=egl (the default here "
+                             "when no display is set)")
+    parser.add_argument("--video-episodes", type=int, default=3, metavar="N",
+                        help="episodes recorded with --video (default 3)")
+    parser.add_argument("--video-every", type=int, default=1, metavar="K",
+                        help="keep every K-th frame in the video (default 1: all, at the control rate)")
+
+
+def _gl_probe(platform: str) -> str:
+    """'' if MuJoCo renders offscreen with MUJOCO_GL=platform here (tried in a child process), else why not."""
+    import os
+    import subprocess
+
+    code = ("import mujoco; m = mujoco.MjModel.from_xml_string('<mujoco/>'); "
+            "r = mujoco.Renderer(m, 8, 8); r.update_scene(mujoco.MjData(m)); r.render()")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "MUJOCO_GL": platform},
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "the renderer did not start within 60 s"
+    if proc.returncode == 0:
+        return ""
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else f"exit code {proc.returncode}"
+
+
+def _video_env(args: argparse.Namespace):
+    """(env with rgb_array rendering, VideoWriter) for --video, or (None, None) with a one-line note on
+    stderr where this machine cannot render (the evaluation then runs without a video)."""
+    import os
+
+    from mbpo_ros.io.video import VideoWriter
+
+    writer = VideoWriter(args.video, fps=20.0, every=args.video_every)  # bad suffix / no encoder: ValueError
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if headless and "MUJOCO_GL" not in os.environ and "mujoco" not in sys.modules:
+        # mujoco picks its GL platform when imported, and a platform that cannot load breaks the import:
+        # try EGL (a GPU, or Mesa) in a child first, and use it only where it renders.
+        why = _gl_probe("egl")
+        if why:
+            print(f"mbpo-ros eval: no video (no display, and MuJoCo's EGL renderer failed: {why}); "
+                  "evaluating without it", file=sys.stderr)
+            return None, None
+        os.environ["MUJOCO_GL"] = "egl"
+    size = {"width": 320, "height": 240} if writer.suffix == ".gif" else {"width": 640, "height": 480}
+    env = make_env(render_mode="rgb_array", **size)
+    try:
+        env.reset(seed=0)
+        env.render()
+    except RuntimeError as exc:
+        env.close()
+        print(f"mbpo-ros eval: no video ({exc}); evaluating without it", file=sys.stderr)
+        return None, None
+    writer.fps = env.unwrapped.metadata["render_fps"] / args.video_every
+    return env, writer
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         policy = load_policy(args.checkpoint)
-        result = evaluate(policy, episodes=args.episodes, seed=args.seed)
+        env, writer = _video_env(args) if args.video else (None, None)
+        try:
+            result = evaluate(policy, episodes=args.episodes, seed=args.seed, env=env,
+                              on_frame=writer.add if writer is not None else None,
+                              frame_episodes=args.video_episodes)
+        finally:
+            if env is not None:
+                env.close()
+        if writer is not None:
+            print(f"mbpo-ros eval: video of {min(args.video_episodes, args.episodes)} episode(s) in {writer.close()}",
+                  file=sys.stderr)
     except (FileNotFoundError, ValueError) as exc:
         print(f"mbpo-ros eval: {exc}", file=sys.stderr)
         return 2

@@ -154,3 +154,17 @@ def test_every_ros_interface_package_imported_is_declared():
                 for m in pattern.finditer(path.read_text())}
     missing = {pkg: str(path) for pkg, path in imported.items() if pkg not in deps}
     assert not missing, f"imported but not declared in package.xml: {missing}"
+
+
+def test_docs_cite_only_files_the_repository_has():
+    """Regression: docs and docstrings cited an ENVIRONMENT.md (and a ../shared map) users do not have."""
+    import re
+
+    cited = {}
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "mbpo_ros").rglob("*.py"),
+                 *(REPO / "benchmarks").glob("*.py"), *(REPO / "launch").glob("*.py")]:
+        for name in re.findall(r"[A-Za-z0-9_./-]+\.md\b", path.read_text()):
+            cited.setdefault(name, str(path.relative_to(REPO)))
+    missing = {name: where for name, where in cited.items()
+               if not (REPO / name).is_file() and not list(REPO.glob(f"**/{Path(name).name}"))}
+    assert not missing, f"cited but not in the repository: {missing}"

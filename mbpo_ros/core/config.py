@@ -164,7 +164,9 @@ class Config:
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
     seed: int = param(0, "seed of every random generator of the run", 0, 2**31 - 1, read_only=True)
     device: str = param("auto", "torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N", read_only=True)
-    threads: int = param(0, "torch intra-op threads of the trainer (0 = torch default)", 0, 1024, read_only=True)
+    threads: int = param(0, "torch intra-op threads of the trainer (0 = automatic: the cores minus one for "
+                         "the control process in agent_node's learner, torch's default in mbpo-ros gym)",
+                         0, 1024, read_only=True)
 
 
 # ---------------------------------------------------------------------------------------------

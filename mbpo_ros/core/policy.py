@@ -1,7 +1,7 @@
 """PolicySnapshot: an immutable NumPy copy of the SAC actor, cheap enough for a control loop.
 
 The control loop never touches torch (its thread pool stalls while training runs, see
-ENVIRONMENT.md); it evaluates this snapshot in NumPy (float32, a few tens of microseconds for one
+docs/architecture.md, "Why training runs in a child process"); it evaluates this snapshot in NumPy (float32, a few tens of microseconds for one
 observation) and its owner swaps in a new snapshot with one attribute assignment.
 """
 

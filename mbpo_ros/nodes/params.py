@@ -184,7 +184,8 @@ class AgentParams:
     home_tolerance: float = _p(0.05, "real arm: the drive home ends when every joint is this close [rad]",
                                1e-4, 1.0)
     log_transitions: bool = _p(True, "append transitions to <run_dir>/transitions.mcap")
-    queue_size: int = _p(10000, "bound of the transition queue to the trainer and the log", 1, 10**7)
+    queue_size: int = _p(10000, "bound of the transition queue to the trainer (full: a transition is dropped "
+                         "and counted on /diagnostics); the MCAP log has its own queue", 1, 10**7)
 
 
 # --------------------------------------------------------------------------- specs

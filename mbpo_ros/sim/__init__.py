@@ -1,18 +1,12 @@
 """mbpo_ros.sim: the MuJoCo digital twin (no ROS).
 
 - `ArmTwin`, `TwinConfig` (arm_twin.py): the arm, commanded like a ros2_control arm.
-- `ArmReachEnv` (reach_env.py): Gymnasium env, registered here as "mbpo_ros/ArmReach-v0".
+- `ArmReachEnv` (reach_env.py): Gymnasium env "mbpo_ros/ArmReach-v0", registered by `import mbpo_ros`.
 """
 
 from __future__ import annotations
 
-import gymnasium
-
+from mbpo_ros import REACH_ENV_ID as ENV_ID  # registered with gymnasium by `import mbpo_ros`
 from mbpo_ros.sim.arm_twin import BUNDLED_MODEL, ArmTwin, JointReading, TwinConfig
-
-ENV_ID = "mbpo_ros/ArmReach-v0"
-
-if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="mbpo_ros.sim.reach_env:ArmReachEnv")
 
 __all__ = ["ArmTwin", "TwinConfig", "JointReading", "BUNDLED_MODEL", "ENV_ID"]

@@ -38,7 +38,6 @@ import numpy as np
 from mbpo_ros.sim.arm_model import SERVOS, actuator_kind, actuator_label, load_arm_model
 
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "arm6.xml")
-BUNDLED_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3")
 COMMAND_INTERFACES = ("velocity", "position")
 
 # Time constant of the soft joint limits: near a limit the commanded velocity is capped at
