@@ -272,8 +272,10 @@ def test_child_exception_surfaces(tmp_path, make_tp):
     ckpt.mkdir()
     (ckpt / "meta.json").write_text("{not json")
     tp = make_tp(tmp_path, resume=True)
-    with pytest.raises(RuntimeError, match="failed to start"):
+    with pytest.raises(RuntimeError, match="failed to start") as exc:
         tp.start()
+    # Regression (issue 15): a hostile checkpoint is bad input, not a bug: one clear line, no child traceback
+    assert "\n" not in str(exc.value) and "Traceback" not in str(exc.value), str(exc.value)
     st = tp.stats()
     assert not st["alive"] and "meta.json" in st["error"]
 

@@ -122,7 +122,12 @@ def child_main(spec: WorkerSpec, ring: Ring, bell_conn: Any, cmd_conn: Any, ev_c
     try:
         Worker(spec, ring, bell_conn, cmd_conn, ev_conn).run()
     except BaseException as e:  # noqa: BLE001 - everything is reported to the parent, then re-raised
-        text = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+        if isinstance(e, (ValueError, FileNotFoundError)):
+            # bad input (a damaged or hostile checkpoint, a task or config the child refuses): its
+            # message says what is wrong and where; a traceback would bury that first line
+            text = f"{type(e).__name__}: {e}"
+        else:  # a bug: the traceback is what finds it
+            text = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
         try:
             ev_conn.send(msg.Failed(text))
         except (OSError, ValueError):
