@@ -90,7 +90,11 @@ class FakeRobot:
         self.joints = list(joints)
         self.node = Node("fake_robot", context=context)
         self.js_pub = self.node.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
-        self.goal_pub = self.node.create_publisher(PointStamped, "/goal", 10)
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        # latched like twin_node's: the agent subscribes reliable + transient local
+        self.goal_pub = self.node.create_publisher(PointStamped, "/goal", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.ee_pub = self.node.create_publisher(PoseStamped, "/ee_pose", qos_profile_sensor_data)
         self.lock = threading.Lock()
         self.commands: list[tuple[float, np.ndarray]] = []
@@ -112,6 +116,7 @@ class FakeRobot:
         self.shuffle = False
         self.integrate = False  # True: q follows the velocity commands (a kinematic arm)
         self.publish_ee = True  # False: /ee_pose goes silent while /joint_states goes on
+        self.publish_goal = True  # False: no /goal with each state (a latched one sent once is enough)
         self.published = 0
         self.q_history: list[tuple[float, np.ndarray]] = []
 
@@ -127,7 +132,7 @@ class FakeRobot:
         return self.node.get_clock().now().to_msg()
 
     def publish_state(self, q=None, names=None, velocity=None, stamp=None) -> None:
-        from geometry_msgs.msg import PointStamped, PoseStamped
+        from geometry_msgs.msg import PoseStamped
         from sensor_msgs.msg import JointState
 
         q = self.q if q is None else np.asarray(q, dtype=float)
@@ -144,13 +149,20 @@ class FakeRobot:
         ee.pose.position.x, ee.pose.position.y, ee.pose.position.z = 0.3, 0.0, 0.3
         if self.publish_ee:
             self.ee_pub.publish(ee)
-        goal = PointStamped()
-        goal.header.stamp = stamp
-        goal.point.x, goal.point.y, goal.point.z = 0.4, 0.1, 0.2
-        self.goal_pub.publish(goal)
+        if self.publish_goal:
+            self.publish_goal_once(stamp)
         self.published += 1
 
-    def start_publishing(self, rate_hz: float = 100.0) -> None:
+    def publish_goal_once(self, stamp=None) -> None:
+        from geometry_msgs.msg import PointStamped
+
+        goal = PointStamped()
+        goal.header.stamp = self.stamp() if stamp is None else stamp
+        goal.point.x, goal.point.y, goal.point.z = 0.4, 0.1, 0.2
+        self.goal_pub.publish(goal)
+
+    def start_publishing(self, rate_hz: float = 100.0, clock=None) -> None:
+        """Publish states at `rate_hz` (wall clock); `clock()`, if given, is the stamp (a Time message) of each."""
         self._pub_stop.clear()
 
         def run() -> None:
@@ -163,11 +175,12 @@ class FakeRobot:
                         v = self.commands[-1][1] if self.commands else np.zeros(len(self.joints))
                     self.q = self.q + v * period
                     self.q_history.append((time.monotonic(), self.q.copy()))
+                stamp = clock() if clock is not None else None
                 if self.shuffle:
                     perm = rng.permutation(len(self.joints))
-                    self.publish_state(q=self.q[perm], names=[self.joints[i] for i in perm])
+                    self.publish_state(q=self.q[perm], names=[self.joints[i] for i in perm], stamp=stamp)
                 else:
-                    self.publish_state()
+                    self.publish_state(stamp=stamp)
                 nxt += period
                 time.sleep(max(0.0, nxt - time.monotonic()))
 

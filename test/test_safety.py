@@ -1,23 +1,20 @@
-"""Unit tests of core/safety.py: pure logic, no ROS."""
+"""Unit tests of the parts of control/ (safety.py, inputs.py, timing.py): pure logic, no ROS."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mbpo_ros.core.safety import (
-    CommandShaper,
-    EStop,
-    JointLimits,
+from mbpo_ros.control.inputs import (
+    Bounds,
     JointStateValidator,
-    PeriodStats,
     RejectCounter,
     RejectedMessage,
-    StampOrder,
-    Watchdog,
+    StampGate,
     check_finite,
-    check_stop_action,
 )
+from mbpo_ros.control.safety import CommandShaper, EStop, JointLimits, Watchdog, check_stop_action
+from mbpo_ros.control.timing import ClockMonitor, PeriodStats
 
 NAMES = ("j1", "j2", "j3")
 
@@ -84,40 +81,44 @@ def test_shaper_rejects_nan_and_wrong_size():
         s.shape(np.zeros(3), np.zeros(3), 0.0)
 
 
-def test_stop_modes():
+def test_stop_commands():
     s = CommandShaper(limits(), "velocity", max_velocity_step=100.0)
     s.shape(np.array([0.3, 0.2, 0.1]), np.zeros(3), 0.05)
-    np.testing.assert_allclose(s.stop("hold"), [0.3, 0.2, 0.1])
-    np.testing.assert_allclose(s.stop("zero"), [0, 0, 0])
+    np.testing.assert_allclose(s.zero(), [0, 0, 0])
     # the rate limit restarts from the stop command
     s.max_velocity_step = 0.1
     np.testing.assert_allclose(s.shape(np.ones(3), np.zeros(3), 0.05), [0.1, 0.1, 0.1])
-    p = CommandShaper(limits(), "position")
-    assert p.stop("hold") is None  # no target known to be safe before the first state
-    np.testing.assert_allclose(p.stop("hold", q=np.array([0.5, 0.1, 0.2])), [0.5, 0.1, 0.2])
-    with pytest.raises(ValueError, match="not one of"):
-        s.stop("brake")
+    with pytest.raises(ValueError, match="keeps moving"):
+        s.hold(np.zeros(3), 0.05)
+    p = CommandShaper(limits(), "position", position_margin=0.1)
+    np.testing.assert_allclose(p.hold(np.array([0.5, 0.1, 0.2]), 0.1), [0.5, 0.1, 0.2])
+    # a joint found beyond its limit is walked back at most velocity * dt per step, never pushed out
+    np.testing.assert_allclose(p.hold(np.array([1.5, 0.1, 0.2]), 0.1), [1.4, 0.1, 0.2])
+    with pytest.raises(ValueError, match="0 rad"):
+        p.zero()
 
 
-def test_stop_action_zero_refused_for_position_interface():
+def test_stop_action_must_fit_the_interface():
     check_stop_action("stale_action", "zero", "velocity")
     check_stop_action("stale_action", "hold", "position")
     with pytest.raises(ValueError, match="stale_action = 'zero' with command_interface 'position'"):
         check_stop_action("stale_action", "zero", "position")
+    with pytest.raises(ValueError, match="estop_action = 'hold' with command_interface 'velocity'.*keeps moving"):
+        check_stop_action("estop_action", "hold", "velocity")
 
 
 def test_watchdog_trips_after_timeout_and_recovers():
     w = Watchdog(0.2)
-    assert w.check(0.0)  # stale before any state
-    w.feed(1.0)
-    assert not w.check(1.1)
-    assert not w.check(1.2)
-    assert w.check(1.21)
+    assert w.check(None, 0.0)  # stale before any state
+    assert not w.check(1.0, 1.1)
+    assert not w.check(1.0, 1.2)
+    assert w.check(1.0, 1.21)
     assert w.trips == 1
-    assert w.check(5.0) and w.trips == 1
-    w.feed(5.1)
-    assert not w.check(5.15)
-    assert w.check(6.0) and w.trips == 2
+    assert w.check(1.0, 5.0) and w.trips == 1
+    assert not w.check(5.1, 5.15)
+    assert w.check(5.1, 6.0) and w.trips == 2
+    # the clock went back below the state's arrival: its age is unknown, so it is stale
+    assert w.check(5.1, 3.0)
     with pytest.raises(ValueError, match="state_timeout"):
         Watchdog(0.0)
 
@@ -135,59 +136,82 @@ def test_estop_latches_until_released():
 
 def test_joint_state_validator_matches_by_name():
     v = JointStateValidator(NAMES)
-    q, qd, new = v.validate(["j3", "j1", "j2"], [3.0, 1.0, 2.0], [30.0, 10.0, 20.0], 10)
+    q, qd = v.validate(["j3", "j1", "j2"], [3.0, 1.0, 2.0], [30.0, 10.0, 20.0])
     np.testing.assert_allclose(q, [1, 2, 3])
     np.testing.assert_allclose(qd, [10, 20, 30])
-    assert new
-    q2, _, new2 = v.validate(["j1", "j2", "j3"], [1.0, 2.0, 3.0], [10.0, 20.0, 30.0], 10)
-    np.testing.assert_allclose(q2, q)
-    assert not new2  # same stamp
 
 
 @pytest.mark.parametrize(
-    "names,pos,vel,stamp,reason",
+    "names,pos,vel,reason",
     [
-        (["j1", "j2", "j3"], [0, np.nan, 0], [0, 0, 0], 5, "non_finite"),
-        (["j1", "j2", "j3"], [0, 0, 0], [0, np.inf, 0], 5, "non_finite"),
-        (["j1", "j2", "j3"], [0, 0], [0, 0, 0], 5, "wrong_size"),
-        (["j1", "j2", "j3"], [0, 0, 0], [], 5, "wrong_size"),
-        (["j1", "j2"], [0, 0], [0, 0], 5, "missing_joint"),
-        (["j1", "j2", "j3", "gripper"], [0, 0, 0, 0], [0, 0, 0, 0], 5, "unknown_joint"),
-        (["j1", "j1", "j3"], [0, 0, 0], [0, 0, 0], 5, "wrong_size"),
-        (["j1", "j2", "j3"], [0, 0, 0], [0, 0, 0], 3, "out_of_order"),
+        (["j1", "j2", "j3"], [0, np.nan, 0], [0, 0, 0], "non_finite"),
+        (["j1", "j2", "j3"], [0, 0, 0], [0, np.inf, 0], "non_finite"),
+        (["j1", "j2", "j3"], [0, 1e308, 0], [0, 0, 0], "implausible"),
+        (["j1", "j2", "j3"], [0, 0, 0], [0, 0, -101.0], "implausible"),
+        (["j1", "j2", "j3"], [0, 0], [0, 0, 0], "wrong_size"),
+        (["j1", "j2", "j3"], [0, 0, 0], [], "wrong_size"),
+        (["j1", "j2"], [0, 0], [0, 0], "missing_joint"),
+        (["j1", "j2", "j3", "gripper"], [0, 0, 0, 0], [0, 0, 0, 0], "unknown_joint"),
+        (["j1", "j1", "j3"], [0, 0, 0], [0, 0, 0], "wrong_size"),
     ],
 )
-def test_joint_state_validator_rejects(names, pos, vel, stamp, reason):
-    v = JointStateValidator(NAMES)
-    v.validate(NAMES, [0, 0, 0], [0, 0, 0], 4)
+def test_joint_state_validator_rejects(names, pos, vel, reason):
+    v = JointStateValidator(NAMES, bounds=Bounds(position=100.0, velocity=100.0))
     with pytest.raises(RejectedMessage) as info:
-        v.validate(names, pos, vel, stamp)
+        v.validate(names, pos, vel)
     assert info.value.reason == reason
-    # a rejected message does not move the accepted stamp
-    assert v.order.last_ns == 4
 
 
 def test_extra_joints_allowed_when_asked():
     v = JointStateValidator(NAMES, allow_extra_joints=True)
-    q, _, _ = v.validate(["gripper", "j1", "j2", "j3"], [9, 1, 2, 3], [0, 0, 0, 0], 1)
+    q, _ = v.validate(["gripper", "j1", "j2", "j3"], [9, 1, 2, 3], [0, 0, 0, 0])
     np.testing.assert_allclose(q, [1, 2, 3])
 
 
-def test_check_finite_and_stamp_order_and_counter():
+def test_check_finite_and_counter():
     with pytest.raises(RejectedMessage, match="goal"):
         check_finite([0, float("nan")], "goal")
-    o = StampOrder("goal")
-    assert o.check(5)
-    o.accept(5)
-    assert not o.check(5)
-    with pytest.raises(RejectedMessage, match="older"):
-        o.check(4)
+    with pytest.raises(RejectedMessage, match="implausible"):
+        check_finite([0, 1e308], "goal", bound=100.0)
     c = RejectCounter()
     c.add("/joint_states", "non_finite")
     c.add("/joint_states", "non_finite")
     c.add("/goal", "out_of_order")
     assert c.total() == 3
     assert c.as_dict() == {"/goal:out_of_order": 1, "/joint_states:non_finite": 2}
+
+
+def test_stamp_gate_orders_and_rejects_insane_stamps():
+    g = StampGate("goal", max_ahead=5.0, resync_after=0.25)
+    assert g.check(5_000_000_000, now=5.0)
+    assert not g.check(5_000_000_000, now=5.01)  # a repeat: accepted, not new
+    with pytest.raises(RejectedMessage, match="older"):
+        g.check(4_000_000_000, now=5.02)
+    with pytest.raises(RejectedMessage) as info:
+        g.check(-1, now=5.03)
+    assert info.value.reason == "negative_stamp"
+    with pytest.raises(RejectedMessage) as info:
+        g.check(3600 * 10**9, now=5.04)
+    assert info.value.reason == "future_stamp"
+    assert g.last_ns == 5_000_000_000  # rejected stamps are never cached
+    # only older stamps for resync_after: a new timeline starts (epoch 1)
+    with pytest.raises(RejectedMessage):
+        g.check(4_100_000_000, now=5.1)
+    assert g.check(4_200_000_000, now=5.4) and g.epoch == 1
+    # the clock went back: the older stamp starts a new timeline at once
+    assert g.check(1_000_000_000, now=1.0) and g.epoch == 2
+
+
+def test_clock_monitor_detects_jumps_both_ways():
+    c = ClockMonitor(max_forward=1.0)
+    assert c.update(0.0) is None and c.update(100.0) is None  # simulated time starting from 0
+    assert c.update(100.05) is None
+    back = c.update(10.0)
+    assert back is not None and back.seconds < 0 and "back" in str(back)
+    fwd = c.update(12.0)
+    assert fwd is not None and fwd.seconds == pytest.approx(2.0)
+    assert c.jumps == 2
+    assert ClockMonitor(max_forward=None).update(1.0) is None
 
 
 def test_period_stats():

@@ -30,6 +30,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mbpo_ros.control.controller import ControllerConfig
+from mbpo_ros.control.inputs import Bounds
+from mbpo_ros.control.safety import JointLimits, check_stop_action
 from mbpo_ros.core.config import Config, config_to_dict, field_specs, preset, unflatten, validate
 from mbpo_ros.core.reach import ReachConfig, validate_reach_config
 
@@ -165,13 +168,26 @@ class AgentParams:
                         "training, wait for the trainer before commanding (deterministic runs)")
     lockstep_train_timeout: float = _p(600.0, "lock-step: longest wait for the trainer's work on one "
                                        "step before going on [s]", 0.1, 1e6)
-    state_timeout: float = _p(0.25, "no valid joint state for this long = stale: the watchdog holds or "
-                              "zeroes the command [s]", 1e-3, 60.0, read_only=False)
-    stale_action: str = _p("zero", "command while the state is stale: zero (all zeros: a velocity-commanded "
-                           "arm stops) or hold (repeat the last command)", read_only=False,
+    state_timeout: float = _p(0.25, "no joint state or ee_pose with a newer stamp for this long = stale (frozen "
+                              "stamps too): the watchdog stops the arm [s]", 1e-3, 60.0, read_only=False)
+    stale_action: str = _p("zero", "command while the state is stale: zero (velocity interface: the arm stops) "
+                           "or hold (position interface only: hold the position)", read_only=False,
                            choices=("zero", "hold"))
-    estop_action: str = _p("zero", "command while the e-stop is latched: zero or hold", read_only=False,
+    estop_action: str = _p("zero", "command while the e-stop is latched: zero (velocity interface) or hold "
+                           "(position interface only: hold the measured position)", read_only=False,
                            choices=("zero", "hold"))
+    estop_on_foreign_publisher: bool = _p(False, "engage the e-stop when another node publishes on the command "
+                                          "topic (always reported as an ERROR on /diagnostics)", read_only=False)
+    max_stamp_ahead: float = _p(5.0, "an input stamped more than this ahead of the node's clock is rejected "
+                                "(future_stamp) [s]", 1e-3, 3600.0)
+    max_clock_step: float = _p(1.0, "the node's clock moving forward by more than this between two control "
+                               "steps is a clock jump (backwards always is): the episode ends [s]", 1e-3, 3600.0)
+    max_abs_position: float = _p(100.0, "plausibility bound: a joint position beyond +-this is rejected "
+                                 "(implausible) [rad]", 1e-3, 1e6)
+    max_abs_velocity: float = _p(100.0, "plausibility bound: a joint velocity beyond +-this is rejected "
+                                 "[rad/s]", 1e-3, 1e6)
+    max_abs_cartesian: float = _p(100.0, "plausibility bound: an ee_pose or goal coordinate beyond +-this is "
+                                  "rejected [m]", 1e-3, 1e6)
     run_dir: str = _p("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = "
                       "runs/agent_node under the working directory")
     checkpoint: str = _p("", "deploy mode: checkpoint directory whose policy is run (<run_dir>/checkpoint)")
@@ -360,16 +376,38 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
                 f"{node.position_margin} is not below position_upper {hi}"
             )
     for name in ("stale_action", "estop_action"):
-        if getattr(node, name) == "zero" and node.command_interface == "position":
-            raise ParameterError(
-                f"parameter '{name}' = 'zero' with command_interface 'position' would command every joint "
-                "to 0 rad; use 'hold' with position commands"
-            )
+        try:
+            check_stop_action(name, getattr(node, name), node.command_interface)
+        except ValueError as exc:
+            raise ParameterError(f"parameter {exc}") from exc
+    widest = max(abs(x) for x in [*node.position_lower, *node.position_upper])
+    if widest >= node.max_abs_position:
+        raise ParameterError(f"parameter 'max_abs_position' = {node.max_abs_position} does not exceed the joint "
+                             f"limits (|limit| up to {widest}): valid states would be rejected")
+    if not node.lockstep and node.max_clock_step <= 1.0 / node.control_rate:
+        raise ParameterError(f"parameter 'max_clock_step' = {node.max_clock_step} s does not exceed the control "
+                             f"period {1.0 / node.control_rate:g} s: every step would be a clock jump")
     if node.mode == "deploy" and not node.checkpoint:
         raise ParameterError("parameter 'checkpoint' is empty: mode 'deploy' needs a checkpoint directory")
     if node.lockstep and node.mode == "deploy":
         raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
     return AgentSettings(node=node, cfg=cfg, reach=reach, values=dict(values))
+
+
+def controller_config(settings: AgentSettings) -> ControllerConfig:
+    """The control.Controller's settings from the node's parameters."""
+    p = settings.node
+    return ControllerConfig(
+        limits=JointLimits(tuple(p.joint_names), p.position_lower, p.position_upper, p.velocity_limits),
+        period=1.0 / p.control_rate, command_interface=p.command_interface, position_margin=p.position_margin,
+        max_velocity_step=p.max_velocity_step, state_timeout=p.state_timeout, stale_action=p.stale_action,
+        estop_action=p.estop_action, mode=p.mode, collect_actions=p.collect_actions,
+        init_random_steps=settings.cfg.mbpo.init_random_steps, lockstep=p.lockstep,
+        reset_via_service=bool(p.reset_service), reset_timeout=p.reset_timeout, home_tolerance=p.home_tolerance,
+        allow_extra_joints=p.allow_extra_joints, bounds=Bounds(p.max_abs_position, p.max_abs_velocity,
+                                                               p.max_abs_cartesian),
+        max_stamp_ahead=p.max_stamp_ahead, max_clock_step=p.max_clock_step,
+        estop_on_foreign_publisher=p.estop_on_foreign_publisher, seed=settings.cfg.seed)
 
 
 # --------------------------------------------------------------------------- ROS side

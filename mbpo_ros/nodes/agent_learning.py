@@ -1,0 +1,205 @@
+"""The learning side of agent_node, without ROS: trainer process, transition log, episodes.csv, checkpoints.
+
+`AgentLearning` is the controller's `Learner` (control/controller.py): `submit(transition)` hands a
+transition to the TrainerProcess (train mode) and appends it to `<run_dir>/transitions.mcap` (train,
+collect); `policy(env_steps)` gives the latest snapshot (lock-step: after the trainer caught up) or
+the checkpoint's policy (deploy). It also writes one `episodes.csv` row per finished episode and
+runs the periodic checkpoints in a thread of its own, so none of this ever waits in the control loop
+(except the lock-step wait, which is the point of lock-step).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mbpo_ros.control import EpisodeSummary, Transition
+
+EPISODE_COLUMNS = ("env_steps", "episodes", "episode_return", "success", "final_distance_m",
+                   "achieved_utd", "model_loss", "wall_seconds")
+
+
+class EpisodeLog:
+    """Appends one row per episode to <run_dir>/episodes.csv (header once, flushed per row)."""
+
+    def __init__(self, path: Path) -> None:
+        self.episodes, self.wall_offset = 0, 0.0
+        if path.exists() and path.stat().st_size > 0:
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            if rows:
+                self.episodes = int(float(rows[-1].get("episodes") or len(rows)))
+                self.wall_offset = float(rows[-1].get("wall_seconds") or 0.0)
+            self._file = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "w", newline="")  # noqa: SIM115
+            self._file.write(",".join(EPISODE_COLUMNS) + "\n")
+            self._file.flush()
+        self._writer, self._t0 = csv.writer(self._file), time.monotonic()
+
+    def append(self, env_steps: int, episode_return: float, success: bool, final_distance: float,
+               achieved_utd: float, model_loss: float) -> None:
+        self.episodes += 1
+        wall = self.wall_offset + time.monotonic() - self._t0
+        self._writer.writerow([env_steps, self.episodes, f"{episode_return:.6g}", int(bool(success)),
+                               f"{final_distance:.6g}", f"{achieved_utd:.4g}", f"{model_loss:.6g}", f"{wall:.3f}"])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class AgentLearning:
+    """Trainer, policy and records of one agent_node run (module docstring).
+
+    p: the node's AgentParams; settings: its AgentSettings; task: the ReachTask; log: a logger with
+    info/warning/error (the node's). Raises ValueError (a ParameterError from the caller's view) when a
+    deploy checkpoint does not fit the arm.
+    """
+
+    def __init__(self, p: Any, settings: Any, task: Any, run_dir: Path, log: Any) -> None:
+        self.p, self.log, self.run_dir = p, log, run_dir
+        self.trainer = self.policy_snapshot = self.tlog = self.episode_log = None
+        self.env_steps_at_start = 0
+        self.submitted = 0
+        self.last_checkpoint = self.checkpoint_error = ""
+        self._checkpoint_request, self._stop = threading.Event(), threading.Event()
+        self._thread = threading.Thread(target=self._checkpoint_loop, name="agent-checkpoints", daemon=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if p.mode == "train":
+                from mbpo_ros.core.trainer_process import TrainerProcess
+
+                # the child builds the same ReachTask (reach.* included): its rollouts score like the log
+                self.trainer = TrainerProcess(task.obs_dim, task.act_dim, settings.cfg, p.task, run_dir, resume=True,
+                                              queue_size=p.queue_size, lockstep=p.lockstep,
+                                              task_kwargs={"cfg": settings.reach, "n_joints": len(p.joint_names)})
+                self.trainer.start()
+                st = self.trainer.stats()
+                self.env_steps_at_start = int(st.get("env_steps", 0))
+                if st.get("resumed"):
+                    log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps")
+            elif p.mode == "deploy":
+                from mbpo_ros.sim_eval import load_policy
+
+                self.policy_snapshot = load_policy(p.checkpoint)
+                if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):
+                    raise ValueError(
+                        f"parameter 'checkpoint': its policy maps {self.policy_snapshot.obs_dim} observations to "
+                        f"{self.policy_snapshot.act_dim} actions; this arm needs {task.obs_dim} -> {task.act_dim}")
+            if p.log_transitions and p.mode != "deploy":
+                from mbpo_ros.io.transition_log import TransitionLog
+
+                self.tlog = TransitionLog(run_dir / "transitions.mcap", obs_dim=task.obs_dim, act_dim=task.act_dim,
+                                          resume=True)
+            if p.mode != "deploy":
+                self.episode_log = EpisodeLog(run_dir / "episodes.csv")
+        except BaseException:
+            if self.trainer is not None:
+                self.trainer.close(checkpoint=False, timeout=10.0)
+            raise
+
+    # ------------------------------------------------------------------ the controller's Learner
+
+    def submit(self, tr: Transition) -> bool:
+        accepted = True
+        if self.trainer is not None:
+            accepted = self.trainer.submit(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated)
+            self.submitted += int(accepted)
+        if self.tlog is not None:  # non-blocking: the log has its own bounded queue and writer thread
+            episode = self.episode_log.episodes if self.episode_log is not None else 0
+            self.tlog.append(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, episode, tr.step,
+                             tr.stamp_ns)
+        return accepted
+
+    def policy(self, env_steps: int):
+        if self.trainer is None:
+            return self.policy_snapshot
+        if self.p.lockstep and not self.trainer.wait_until_trained(env_steps, self.p.lockstep_train_timeout):
+            self.log.warning(f"trainer not done with step {env_steps} within {self.p.lockstep_train_timeout} s "
+                             f"({self.trainer.stats().get('error') or 'still busy'}); going on with the last policy",
+                             throttle_duration_sec=10.0)
+        return self.trainer.latest_snapshot()
+
+    # ------------------------------------------------------------------ records
+
+    def episode_done(self, e: EpisodeSummary) -> None:
+        if self.episode_log is not None:
+            st = self.trainer.stats() if self.trainer is not None else {}
+            self.episode_log.append(e.env_steps, e.episode_return, e.success, e.final_distance,
+                                    float(st.get("achieved_utd", math.nan)),
+                                    float(st.get("model_holdout_loss", math.nan)))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request_checkpoint(self) -> None:
+        """Ask the checkpoint thread for a checkpoint (the periodic timer)."""
+        self._checkpoint_request.set()
+
+    def _checkpoint_loop(self) -> None:
+        """Periodic checkpoints wait on the trainer here, never in the control loop."""
+        while not self._stop.is_set():
+            if self._checkpoint_request.wait(0.2):
+                self._checkpoint_request.clear()
+                try:
+                    self.save_checkpoint()
+                except (RuntimeError, TimeoutError) as exc:
+                    self.log.warning(f"periodic checkpoint skipped, next period retries: {exc}")
+
+    def save_checkpoint(self, timeout: float = 120.0) -> str:
+        """Ask the trainer for a checkpoint of everything submitted so far; returns its path."""
+        if self.trainer is None:
+            raise RuntimeError(f"mode '{self.p.mode}' has no learner to checkpoint")
+        try:
+            path = self.trainer.request_checkpoint(timeout=timeout)
+        except (RuntimeError, TimeoutError) as exc:
+            self.checkpoint_error = str(exc)
+            self.log.error(f"checkpoint failed: {exc}")
+            raise
+        self.last_checkpoint, self.checkpoint_error = path, ""
+        if self.tlog is not None:
+            self.tlog.flush()
+        self.log.info(f"checkpoint written: {path} ({self.submitted} transitions this session)")
+        return path
+
+    def status(self, env_steps: int) -> tuple[str, str, dict[str, Any]]:
+        """(level "OK" | "WARN" | "ERROR", message, values) of the learner status on /diagnostics."""
+        values: dict[str, Any] = {"mode": self.p.mode, "env_steps": env_steps,
+                                  "episodes": self.episode_log.episodes if self.episode_log else 0,
+                                  "log_dropped": self.tlog.dropped if self.tlog is not None else 0}
+        level, msg = "OK", self.p.mode
+        if self.trainer is not None:
+            st = self.trainer.stats()
+            for key in ("real_buffer", "model_buffer", "model_holdout_loss", "sac_updates", "updates_per_s",
+                        "achieved_utd", "queue_dropped", "paused", "alive"):
+                values[key] = st.get(key, "")
+            values["last_checkpoint"] = self.last_checkpoint or st.get("last_checkpoint", "")
+            if st.get("error") or not st.get("alive", True):
+                level, msg = "ERROR", f"trainer: {st.get('error') or 'not running'}"[:200]
+            elif self.checkpoint_error:
+                level, msg = "WARN", f"checkpoint failed: {self.checkpoint_error}"[:200]
+        return level, msg, values
+
+    def close(self) -> None:
+        """Stop the checkpoint thread, final checkpoint, close the records."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=130.0)
+        if self.trainer is not None:
+            self.trainer.close(checkpoint=True, timeout=120.0)
+            st = self.trainer.stats()
+            if st.get("error"):
+                self.log.error(f"trainer: {st['error']}")
+            else:
+                self.last_checkpoint = st.get("last_checkpoint", "")
+                self.log.info(f"final checkpoint: {self.last_checkpoint} ({st.get('env_steps')} env steps)")
+        if self.tlog is not None:
+            self.tlog.close()
+        if self.episode_log is not None:
+            self.episode_log.close()
