@@ -73,7 +73,7 @@ class AgentLearning:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if p.mode == "train":
-                from mbpo_ros.core.trainer_process import TrainerProcess
+                from mbpo_ros.learner import TrainerProcess
 
                 # the child builds the same ReachTask (reach.* included): its rollouts score like the log
                 self.trainer = TrainerProcess(task.obs_dim, task.act_dim, settings.cfg, p.task, run_dir, resume=True,
@@ -85,7 +85,7 @@ class AgentLearning:
                 if st.get("resumed"):
                     log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps")
             elif p.mode == "deploy":
-                from mbpo_ros.sim_eval import load_policy
+                from mbpo_ros.io.checkpoint import load_policy
 
                 self.policy_snapshot = load_policy(p.checkpoint)
                 if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):
