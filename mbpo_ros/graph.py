@@ -44,6 +44,8 @@ from typing import Any
 
 import yaml
 
+from mbpo_ros.core.config import param
+
 PACKAGE = "mbpo_ros"
 
 #: node executable -> Python module with ``main()``, the fall-back when no console script is found.
@@ -84,8 +86,9 @@ def local_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, 
 
 
 def arg(default: Any, doc: str) -> Any:
-    """A TrainArgs/DeployArgs field: its default and the description shown by `ros2 launch ... --show-args`."""
-    return field(default=default, metadata={"doc": doc})
+    """A TrainArgs/DeployArgs field (core.config.param): its default and the description shown by
+    `ros2 launch ... --show-args`."""
+    return param(default, doc)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -111,3 +112,57 @@ def test_field_specs_cover_every_field_with_docs():
     by_name = {s[0]: s for s in specs}
     assert by_name["ensemble.hidden_size"][6] is True  # a network size cannot change live
     assert by_name["sac.lr"][6] is False
+
+
+# ---------------------------------------------------------------------- one spec, one check, one message
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mbpo_ros.core.config import ParameterError, check_range  # noqa: E402
+
+_bounds = st.one_of(st.none(), st.floats(-1e6, 1e6))
+
+
+@given(value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**9, 10**9)),
+       lo=_bounds, hi=_bounds)
+def test_check_range_refuses_exactly_the_values_outside_and_says_so_one_way(value, lo, hi):
+    inside = value == value and (lo is None or value >= lo) and (hi is None or value <= hi) and (
+        abs(value) != float("inf") or (lo is not None and hi is not None))
+    if inside:
+        check_range("sec.x", value, lo, hi)
+        check_range("sec.x", [value, value], lo, hi)
+    else:
+        for v in (value, [lo if lo is not None else 0.0, value]):
+            try:
+                check_range("sec.x", v, lo, hi)
+            except ParameterError as exc:
+                assert str(exc).startswith("sec.x = ") and str(exc).endswith(f"is outside [{lo}, {hi}]")
+            else:
+                raise AssertionError(f"{v} accepted outside [{lo}, {hi}]")
+
+
+def test_every_settings_dataclass_is_described_and_checked_one_way():
+    """core config, Reach task, twin and node parameters: one param() and one message for a bad value."""
+    import dataclasses
+
+    from mbpo_ros.core.reach import ReachConfig, validate_reach_config
+    from mbpo_ros.nodes.params import ParamSpec, check_value
+    from mbpo_ros.sim.arm_twin import TwinConfig, validate_twin_config
+
+    for cls in (Config().sac.__class__, ReachConfig, TwinConfig):
+        for f in dataclasses.fields(cls):
+            assert {"doc", "lo", "hi", "read_only", "choices"} <= set(f.metadata), (cls.__name__, f.name)
+    cfg = Config()
+    cfg.sac.lr = -1.0
+    messages = []
+    for call in (lambda: validate(cfg),
+                 lambda: validate_reach_config(ReachConfig(success_threshold=-1.0), 6),
+                 lambda: validate_twin_config(TwinConfig(physics_dt=0.5)),
+                 lambda: check_value(ParamSpec("control_rate", 20.0, "control rate", 1.0, 1000.0), 0.5)):
+        with pytest.raises(ParameterError) as exc:
+            call()
+        messages.append(str(exc.value))
+    assert [m.split(" = ")[0].removeprefix("parameter ") for m in messages] == [
+        "sac.lr", "reach.success_threshold", "twin.physics_dt", "control_rate"]
+    assert all(re.search(r" = \S+ is outside \[\S+, \S+\]", m) for m in messages), messages

@@ -156,7 +156,69 @@ def test_declare_rejects_out_of_range_override(ros_context):
 
     node = Node("agent_node", context=ros_context, parameter_overrides=[Parameter("mbpo.utd", value=-3)])
     try:
-        with pytest.raises(ParameterError, match=r"'mbpo.utd' = -3 is outside the allowed range \[0, 10000\]"):
+        with pytest.raises(ParameterError, match=r"parameter mbpo.utd = -3 is outside \[0, 10000\]"):
             declare_parameters(node)
     finally:
+        node.destroy_node()
+
+
+def test_twin_node_refuses_a_misspelt_params_file_key_in_one_line(tmp_path):
+    """Regression: rclpy ignores a params-file key nobody declares, so `publish_rat` ran with the default."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "twin.yaml"
+    bad.write_text("/**/twin_node:\n  ros__parameters:\n    publish_rat: 50.0\n")
+    code = "import sys; from mbpo_ros.nodes.twin_node import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "--ros-args", "--params-file", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "'publish_rat'" in proc.stderr and "did you mean 'publish_rate'?" in proc.stderr
+
+
+def test_params_file_checks_only_this_nodes_sections(tmp_path):
+    from mbpo_ros.nodes.params import agent_parameter_names, check_params_file
+
+    f = tmp_path / "p.yaml"
+    f.write_text("/**:\n  ros__parameters:\n    anything: 1\n/**/twin_node:\n  ros__parameters:\n    other: 2\n"
+                 "/arm1/agent_node:\n  ros__parameters:\n    use_sim_time: true\n    qos_overrides:\n"
+                 "      /clock:\n        subscription:\n          depth: 1\n    sac:\n      lr: 0.001\n")
+    check_params_file(str(f), "agent_node", agent_parameter_names())  # wildcard, other node, ROS's own: fine
+    f.write_text("agent_node:\n  ros__parameters:\n    reach:\n      sucess_threshold: 0.02\n")
+    with pytest.raises(ParameterError, match=r"'reach.sucess_threshold'.*did you mean 'reach.success_threshold'\?"):
+        check_params_file(str(f), "agent_node", agent_parameter_names())
+
+
+@pytest.mark.ros
+def test_python_logging_of_io_reaches_the_nodes_ros_logger_and_rosout(ros_context):
+    """One logging channel per process: a warning from io/ (stdlib logging) arrives on /rosout under the
+    node's name, like the node's own messages."""
+    import logging
+    import time
+
+    import rclpy
+    from rcl_interfaces.msg import Log
+
+    from mbpo_ros.nodes.ros_logging import route_python_logging
+
+    node = rclpy.create_node("agent_node", context=ros_context)
+    got = []
+    node.create_subscription(Log, "/rosout", got.append, 100)
+    executor = rclpy.executors.SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    handler = route_python_logging(node)
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any("disk is full" in m.msg for m in got):
+            logging.getLogger("mbpo_ros.io.transition_log").warning("transitions/ disk is full")
+            executor.spin_once(timeout_sec=0.2)
+        hits = [m for m in got if "disk is full" in m.msg]
+        assert hits, [m.msg for m in got]
+        assert hits[0].name == "agent_node" and hits[0].level == Log.WARN
+        assert hits[0].msg == "[mbpo_ros.io.transition_log] transitions/ disk is full"
+    finally:
+        logging.getLogger("mbpo_ros").removeHandler(handler)
+        logging.getLogger("mbpo_ros").propagate = True
+        executor.remove_node(node)
         node.destroy_node()

@@ -19,6 +19,10 @@ from typing import Any
 
 __all__ = [
     "param",
+    "ParameterError",
+    "EXIT_BAD_PARAMETER",
+    "check_range",
+    "check_fields",
     "EnsembleConfig",
     "SACConfig",
     "MBPOConfig",
@@ -35,8 +39,19 @@ __all__ = [
 ]
 
 
-def param(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = False):
-    """A dataclass field carrying its documentation and allowed range.
+class ParameterError(ValueError):
+    """A parameter (config field, ROS parameter, command-line argument) has a wrong value or type; the
+    message names it and what is allowed. Every mbpo_ros process exits with EXIT_BAD_PARAMETER for it."""
+
+
+#: Exit code of every mbpo_ros process (nodes and `mbpo-ros`) that refuses its parameters or arguments.
+EXIT_BAD_PARAMETER = 2
+
+
+def param(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = False,
+          choices: tuple[str, ...] | list[str] | None = None):
+    """A dataclass field carrying its documentation and allowed range: the one way mbpo_ros describes a
+    setting (core configs, the Reach task, the twin, the nodes' own parameters, launch arguments).
 
     Args:
         default: default value; lists/dicts are copied per instance (default_factory).
@@ -44,11 +59,38 @@ def param(default: Any, doc: str, lo: float | None = None, hi: float | None = No
         lo, hi: inclusive numeric bounds (for lists: bounds of every element), None = unbounded.
         read_only: True where changing the value on a running trainer would be unsafe or
             meaningless (network sizes, buffer sizes); the ROS layer declares it read-only.
+        choices: the allowed values of a string setting, None = any.
     """
-    meta = {"doc": doc, "lo": lo, "hi": hi, "read_only": read_only}
+    meta = {"doc": doc, "lo": lo, "hi": hi, "read_only": read_only,
+            "choices": tuple(choices) if choices else None}
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None,
+                choices: tuple[str, ...] | None = None) -> None:
+    """The one range check and its one message: ParameterError ``"<name> = <value> is outside [lo, hi]"``
+    (also for NaN and infinities outside the range; for a list, every element is checked) or
+    ``"<name> = 'x' is not one of [...]"``."""
+    if choices is not None and isinstance(value, str) and value not in choices:
+        raise ParameterError(f"{name} = {value!r} is not one of {list(choices)}")
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if math.isnan(v) or (lo is not None and v < lo) or (hi is not None and v > hi) or (
+                math.isinf(v) and (lo is None or hi is None)):
+            shown = list(value) if isinstance(value, (list, tuple)) else v
+            raise ParameterError(f"{name} = {shown} is outside [{lo}, {hi}]")
+
+
+def check_fields(obj: Any, prefix: str = "") -> None:
+    """check_range for every field of a dataclass instance described with :func:`param`."""
+    for f in dataclasses.fields(obj):
+        m = f.metadata
+        if "doc" in m:
+            check_range(f"{prefix}{f.name}", getattr(obj, f.name), m.get("lo"), m.get("hi"), m.get("choices"))
 
 
 @dataclass
@@ -345,13 +387,7 @@ def validate(cfg: Config) -> Config:
     """Check every range and the cross-field rules; returns cfg, raises ValueError explaining the first
     problem (``"sac.lr = -1.0 is outside [1e-06, 1.0]"``)."""
     for name, f, value in _iter_fields(cfg):
-        lo, hi = f.metadata["lo"], f.metadata["hi"]
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if math.isnan(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-                    shown = value if not isinstance(value, list) else value
-                    raise ValueError(f"{name} = {shown} is outside [{lo}, {hi}]")
+        check_range(name, value, f.metadata["lo"], f.metadata["hi"], f.metadata.get("choices"))
     e, m = cfg.ensemble, cfg.mbpo
     if e.num_elites > e.num_members:
         raise ValueError(f"ensemble.num_elites = {e.num_elites} exceeds ensemble.num_members = {e.num_members}")

@@ -25,55 +25,50 @@ no terminal state, so `termination_batch` is all False.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-
-def _param(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = False):
-    """A dataclass field carrying its documentation and allowed range (same metadata as core.config.param)."""
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "read_only": read_only})
+from mbpo_ros.core.config import check_fields, param
 
 
 @dataclass(frozen=True)
 class ReachConfig:
     """Hyper-parameters of the Reach task (units: metres, radians, seconds)."""
 
-    goal_low: tuple[float, float, float] = _param(
+    goal_low: tuple[float, float, float] = param(
         (0.25, -0.20, 0.10), "lower corner (x, y, z) of the goal box in the arm's base frame [m]"
     )
-    goal_high: tuple[float, float, float] = _param(
+    goal_high: tuple[float, float, float] = param(
         (0.55, 0.20, 0.40), "upper corner (x, y, z) of the goal box in the arm's base frame [m]"
     )
-    home_pose: tuple[float, ...] = _param(
+    home_pose: tuple[float, ...] = param(
         (0.0, 0.35, 1.35, 1.44, 0.0, 0.0),
         "joint positions at the start of an episode, one per joint [rad]",
     )
-    home_noise: float = _param(
+    home_noise: float = param(
         0.05, "half-width of the uniform noise added to each home joint position [rad]", lo=0.0, hi=0.5
     )
-    success_threshold: float = _param(
+    success_threshold: float = param(
         0.03, "the end effector succeeds when it is closer than this to the goal [m]", lo=1e-4, hi=0.5
     )
-    episode_seconds: float = _param(5.0, "duration of an episode [s]", lo=0.1, hi=600.0)
-    control_rate: float = _param(20.0, "control steps per second [Hz]", lo=1.0, hi=1000.0, read_only=True)
-    max_joint_velocity: float = _param(
+    episode_seconds: float = param(5.0, "duration of an episode [s]", lo=0.1, hi=600.0)
+    control_rate: float = param(20.0, "control steps per second [Hz]", lo=1.0, hi=1000.0, read_only=True)
+    max_joint_velocity: float = param(
         1.5, "joint velocity commanded by an action of magnitude 1 [rad/s]", lo=0.01, hi=10.0
     )
-    distance_weight: float = _param(
+    distance_weight: float = param(
         5.0,
         "weight of the end-effector-to-goal distance (metres) in the reward (5: SAC learns Reach about "
         "twice as fast as with 1, see test_sim_sac_baseline.py)",
         lo=0.0,
         hi=1000.0,
     )
-    action_penalty: float = _param(
+    action_penalty: float = param(
         0.02, "weight of the mean squared action (a in [-1, 1]) subtracted from the reward", lo=0.0, hi=100.0
     )
-    success_bonus: float = _param(
+    success_bonus: float = param(
         0.0, "reward added on every step that ends within success_threshold of the goal", lo=0.0, hi=100.0
     )
 
@@ -90,14 +85,7 @@ class ReachConfig:
 
 def validate_reach_config(cfg: ReachConfig, n_joints: int) -> None:
     """Raise ValueError naming the field when `cfg` is out of range or inconsistent with `n_joints`."""
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"reach.{f.name} = {value} is not a finite number")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"reach.{f.name} = {value} is outside [{lo}, {hi}]")
+    check_fields(cfg, "reach.")
     if len(cfg.goal_low) != 3 or len(cfg.goal_high) != 3:
         raise ValueError(
             f"reach.goal_low/goal_high need 3 values (x, y, z), got {len(cfg.goal_low)} and {len(cfg.goal_high)}"

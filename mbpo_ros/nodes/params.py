@@ -24,16 +24,26 @@ from __future__ import annotations
 import array
 import copy
 import dataclasses
-import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mbpo_ros.control.controller import ControllerConfig
 from mbpo_ros.control.inputs import Bounds
 from mbpo_ros.control.safety import JointLimits, check_stop_action
-from mbpo_ros.core.config import Config, config_to_dict, field_specs, preset, unflatten, validate
+from mbpo_ros.core.config import (
+    EXIT_BAD_PARAMETER,  # noqa: F401  (re-exported: the one exit code for bad parameters)
+    Config,
+    ParameterError,
+    check_range,
+    config_to_dict,
+    field_specs,
+    param,
+    preset,
+    unflatten,
+    validate,
+)
 from mbpo_ros.core.reach import ReachConfig, validate_reach_config
 
 NODE_NAME = "agent_node"
@@ -50,12 +60,6 @@ DEFAULT_UPPER = [3.0, 2.0, 2.6, 2.6, 3.0, 3.0]
 DEFAULT_VELOCITY = [3.14] * 6
 
 
-class ParameterError(ValueError):
-    """A parameter has a wrong value or type; the message names it and what is allowed."""
-
-
-#: Exit code of every mbpo_ros process (nodes and `mbpo-ros`) that refuses its parameters or arguments.
-EXIT_BAD_PARAMETER = 2
 
 #: Parameters rclpy itself declares on every node (or reads from a params file): never "unknown".
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service")
@@ -117,6 +121,17 @@ def check_params_file(path: str, node_name: str, known: Sequence[str]) -> None:
                 raise unknown_parameter(name, sorted(allowed), f"{path} ('{key}')")
 
 
+def check_command_line_params_files(argv: Sequence[str], node_name: str, known: Sequence[str]) -> None:
+    """:func:`check_params_file` for every ``--params-file`` of a node's ``--ros-args`` (what ros2 run
+    and ros2 launch pass), under the node's name (``-r __node:=<name>`` when remapped)."""
+    for i, a in enumerate(argv):
+        if a in ("-r", "--remap") and i + 1 < len(argv) and argv[i + 1].startswith("__node:="):
+            node_name = argv[i + 1].split(":=", 1)[1]
+    for i, a in enumerate(argv):
+        if a == "--params-file" and i + 1 < len(argv):
+            check_params_file(argv[i + 1], node_name, known)
+
+
 def _flat_names(params: dict[str, Any], prefix: str = "") -> list[str]:
     out = []
     for key, value in params.items():
@@ -127,12 +142,8 @@ def _flat_names(params: dict[str, Any], prefix: str = "") -> list[str]:
 
 def _p(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = True,
        choices: Sequence[str] | None = None):
-    """An AgentParams field (same metadata as core.config.param, plus `choices` for strings)."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "read_only": read_only,
-            "choices": tuple(choices) if choices else None}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
-    return field(default=default, metadata=meta)
+    """An AgentParams field: core.config.param, read-only unless said otherwise."""
+    return param(default, doc, lo, hi, read_only=read_only, choices=choices)
 
 
 @dataclass
@@ -313,22 +324,12 @@ def check_value(spec: ParamSpec, value: Any) -> Any:
         raise ParameterError(
             f"parameter '{spec.name}' = {value!r} has the wrong type: it must be {_type_name(default)}"
         )
-    if spec.choices is not None and value not in spec.choices:
-        raise ParameterError(
-            f"parameter '{spec.name}' = {value!r} is not one of {list(spec.choices)} ({spec.doc})"
-        )
-    items = value if isinstance(value, list) else [value]
     if isinstance(value, list) and default and len(value) == 0:
         raise ParameterError(f"parameter '{spec.name}' is an empty list ({spec.doc})")
-    for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            continue
-        out_of_range = (spec.lo is not None and v < spec.lo) or (spec.hi is not None and v > spec.hi)
-        if math.isnan(v) or out_of_range:
-            shown = value if isinstance(value, list) else v
-            raise ParameterError(
-                f"parameter '{spec.name}' = {shown} is outside the allowed range {_range_text(spec)} ({spec.doc})"
-            )
+    try:
+        check_range(spec.name, value, spec.lo, spec.hi, spec.choices)  # the one range check and message
+    except ParameterError as exc:
+        raise ParameterError(f"parameter {exc} ({spec.doc})") from None
     return value
 
 
@@ -443,8 +444,8 @@ def descriptor(spec: ParamSpec):
     return d
 
 
-def declare_parameters(node, task: str = "reach") -> AgentSettings:
-    """Declare every agent_node parameter on `node`, validate, return the typed settings.
+def declare_specs(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
+    """Declare ``specs`` on ``node`` (both nodes use this one loop); returns {name: checked value}.
 
     Each parameter is declared with its type and description first, its value checked against
     the spec (so the error names it), then its full descriptor (range, read_only) is set.
@@ -454,7 +455,7 @@ def declare_parameters(node, task: str = "reach") -> AgentSettings:
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
     values: dict[str, Any] = {}
-    for spec in all_specs(task):
+    for spec in specs:
         try:
             p = node.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.doc))
         except InvalidParameterTypeException as exc:
@@ -468,10 +469,22 @@ def declare_parameters(node, task: str = "reach") -> AgentSettings:
             value = list(value)
         values[spec.name] = check_value(spec, value)
         node.set_descriptor(spec.name, descriptor(spec))
-    return build_settings(values)
+    return values
+
+
+def declare_parameters(node, task: str = "reach") -> AgentSettings:
+    """Declare every agent_node parameter on `node`, validate, return the typed settings."""
+    return build_settings(declare_specs(node, all_specs(task)))
 
 
 # --------------------------------------------------------------------------- YAML
+
+
+def report_bad_parameter(node_name: str, exc: BaseException) -> int:
+    """The one way a node refuses its parameters: ``<node>: <message>`` on stderr (one line, no
+    traceback); returns EXIT_BAD_PARAMETER for ``main()`` to exit with."""
+    print(f"{node_name}: {exc}", file=sys.stderr, flush=True)
+    return EXIT_BAD_PARAMETER
 
 
 def agent_parameter_names(task: str = "reach") -> list[str]:

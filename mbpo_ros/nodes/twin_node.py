@@ -54,7 +54,15 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from mbpo_ros.core.reach import ReachConfig, ReachTask
-from mbpo_ros.nodes.params import ParameterError, ParamSpec, check_value, descriptor
+from mbpo_ros.nodes.params import (
+    ParameterError,
+    ParamSpec,
+    check_command_line_params_files,
+    check_value,
+    declare_specs,
+    report_bad_parameter,
+)
+from mbpo_ros.nodes.ros_logging import route_python_logging
 from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
 
 NODE_NAME = "twin_node"
@@ -133,6 +141,7 @@ class TwinNode(Node):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        route_python_logging(self)  # sim/'s and io/'s Python logging: through this node's ROS logger
         self.p, twin_cfg, reach_cfg = self._declare_parameters()
         self.twin = ArmTwin(twin_cfg)
         self.task = ReachTask(reach_cfg, n_joints=self.twin.n_joints)
@@ -184,22 +193,7 @@ class TwinNode(Node):
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> tuple[TwinNodeParams, TwinConfig, ReachConfig]:
-        from rcl_interfaces.msg import ParameterDescriptor
-        from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-
-        values: dict[str, Any] = {}
-        for spec in _specs():
-            try:
-                p = self.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.doc))
-            except InvalidParameterTypeException as exc:
-                raise ParameterError(f"parameter '{spec.name}' has the wrong type ({exc})") from exc
-            except InvalidParameterValueException as exc:
-                raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
-            value = p.value
-            if not isinstance(value, (str, bool, int, float)) and value is not None:
-                value = list(value)
-            values[spec.name] = check_value(spec, value)
-            self.set_descriptor(spec.name, descriptor(spec))
+        values = declare_specs(self, _specs())
         node = TwinNodeParams(**{f.name: values[f.name] for f in dataclasses.fields(TwinNodeParams)})
         twin_kw: dict[str, Any] = {}
         for f in dataclasses.fields(TwinConfig):
@@ -417,8 +411,12 @@ class TwinNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script `twin_node`: init, spin, shut down cleanly on SIGINT/SIGTERM (exit code 0)."""
-    rclpy.init(args=args)
     node = None
+    try:  # rclpy ignores params-file keys nobody declares: a misspelt one is refused here
+        check_command_line_params_files(sys.argv if args is None else args, "twin_node", [s.name for s in _specs()])
+    except ParameterError as exc:
+        return report_bad_parameter("twin_node", exc)
+    rclpy.init(args=args)
     code = 0
     try:
         node = TwinNode()
@@ -429,8 +427,7 @@ def main(args: list[str] | None = None) -> int:
         if node is not None and not node.context.ok():
             code = 0  # shutting down: a callback was cut short
         else:
-            print(f"[twin_node] error: {exc}", file=sys.stderr)
-            code = 2
+            code = report_bad_parameter("twin_node", exc)
     except Exception:
         # SIGINT/SIGTERM shut the context down while a callback was publishing: a clean stop.
         if node is None or node.context.ok():

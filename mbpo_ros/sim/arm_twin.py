@@ -26,15 +26,14 @@ simulated time), and per-episode domain randomisation of link masses, joint damp
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 
+from mbpo_ros.core.config import check_fields, param
 from mbpo_ros.sim.arm_model import SERVOS, actuator_kind, actuator_label, load_arm_model
 
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "arm6.xml")
@@ -47,70 +46,58 @@ SOFT_LIMIT_TIME = 0.05
 SERVO_SUBSTEPS = 5
 
 
-def _param(default: Any, doc: str, lo: float | None = None, hi: float | None = None, read_only: bool = False):
-    """A dataclass field carrying its documentation and allowed range (same metadata as core.config.param)."""
-    return field(default=default, metadata={"doc": doc, "lo": lo, "hi": hi, "read_only": read_only})
-
-
 @dataclass(frozen=True)
 class TwinConfig:
     """Which arm to simulate, how it is commanded, and the realism knobs (all off by default)."""
 
-    model_path: str = _param(
+    model_path: str = param(
         "", "MJCF or URDF file of the arm; empty = the bundled 6-DOF arm (sim/assets/arm6.xml)", read_only=True
     )
-    servo: str = _param(
+    servo: str = param(
         "", "'velocity' or 'position': turn the arm's torque motors (or missing actuators, as in any URDF) into "
         "servos of that kind with implicitfast integration; empty = use the file's actuators", read_only=True
     )
-    ee_body: str = _param(
+    ee_body: str = param(
         "", "body at whose origin the end-effector site ee_site is added; empty = the model has the site",
         read_only=True
     )
-    joint_names: tuple[str, ...] = _param(
+    joint_names: tuple[str, ...] = param(
         (), "controlled joints in command order; empty = the joints of the actuators, in actuator order", read_only=True
     )
-    actuator_names: tuple[str, ...] = _param(
+    actuator_names: tuple[str, ...] = param(
         (), "actuator driving each joint (same order); empty = found from the joints", read_only=True
     )
-    ee_site: str = _param("ee_site", "MJCF site whose pose is the end-effector pose", read_only=True)
-    goal_body: str = _param(
+    ee_site: str = param("ee_site", "MJCF site whose pose is the end-effector pose", read_only=True)
+    goal_body: str = param(
         "goal_marker", "mocap body that shows the goal (no collision); empty = no marker", read_only=True
     )
-    physics_dt: float = _param(0.002, "physics time step [s]", lo=1e-4, hi=0.02, read_only=True)
-    command_interface: str = _param(
+    physics_dt: float = param(0.002, "physics time step [s]", lo=1e-4, hi=0.02, read_only=True)
+    command_interface: str = param(
         "velocity", "'velocity' (rad/s per joint) or 'position' (rad per joint)", read_only=True
     )
-    position_gain: float = _param(
+    position_gain: float = param(
         10.0, "proportional gain [1/s] of the position loop run over velocity servos", lo=0.1, hi=200.0
     )
-    default_max_velocity: float = _param(
+    default_max_velocity: float = param(
         3.14, "velocity limit [rad/s] of a joint whose actuator does not give one", lo=0.01, hi=100.0
     )
-    sensor_noise_position: float = _param(0.0, "std-dev of Gaussian noise on read joint positions [rad]", lo=0.0, hi=1.0)
-    sensor_noise_velocity: float = _param(
+    sensor_noise_position: float = param(0.0, "std-dev of Gaussian noise on read joint positions [rad]", lo=0.0, hi=1.0)
+    sensor_noise_velocity: float = param(
         0.0, "std-dev of Gaussian noise on read joint velocities [rad/s]", lo=0.0, hi=10.0
     )
-    command_latency: float = _param(0.0, "delay before a command takes effect, in simulated time [s]", lo=0.0, hi=1.0)
-    randomize_mass: float = _param(
+    command_latency: float = param(0.0, "delay before a command takes effect, in simulated time [s]", lo=0.0, hi=1.0)
+    randomize_mass: float = param(
         0.0, "per episode, each link mass (and inertia) is scaled by U(1-x, 1+x)", lo=0.0, hi=0.9
     )
-    randomize_damping: float = _param(0.0, "per episode, each joint damping is scaled by U(1-x, 1+x)", lo=0.0, hi=0.9)
-    randomize_friction: float = _param(
+    randomize_damping: float = param(0.0, "per episode, each joint damping is scaled by U(1-x, 1+x)", lo=0.0, hi=0.9)
+    randomize_friction: float = param(
         0.0, "per episode, joint friction loss and contact friction are scaled by U(1-x, 1+x)", lo=0.0, hi=0.9
     )
 
 
 def validate_twin_config(cfg: TwinConfig) -> None:
     """Raise ValueError naming the field when a value is outside its allowed range."""
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ValueError(f"twin.{f.name} = {value} is not a finite number")
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
-                raise ValueError(f"twin.{f.name} = {value} is outside [{lo}, {hi}]")
+    check_fields(cfg, "twin.")
     if cfg.servo not in SERVOS:
         raise ValueError(f"twin.servo = {cfg.servo!r} is not one of 'velocity', 'position' or '' (the file's)")
     if cfg.command_interface not in COMMAND_INTERFACES:
