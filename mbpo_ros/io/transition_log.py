@@ -17,17 +17,37 @@ dependencies MultiArrayLayout and MultiArrayDimension, in ROS 2's concatenated
 installed std_msgs (ament index), falling back to an identical embedded copy.
 
 Restarts and crashes - the log is a sequence of segment files. An MCAP file cannot be
-appended to after its footer, so each ``TransitionLog`` session writes a new file next
+appended to after its footer, so each ``TransitionLog`` session writes new files next
 to the earlier ones::
 
     transitions.mcap, transitions.1.mcap, transitions.2.mcap, ...
 
-Each is a complete, standalone MCAP once its writer is closed. ``read_transitions``
-reads them in index order. A segment whose writer was killed has no footer; it is read
-sequentially up to its last intact record, so the data it had flushed is kept and the
-earlier segments are untouched. The writer flushes (finishes its current chunk) every
-``flush_interval`` seconds and on ``flush()``, which bounds what a crash can lose.
+A session starts a new segment, and so do ``max_segment_transitions`` transitions
+(rotation) and a recovery after a failed write. Each is a complete, standalone MCAP
+once its writer is closed. ``read_transitions`` reads them in index order. A segment
+whose writer was killed has no footer; it is read sequentially up to its last intact
+record, so the data it had flushed is kept and the earlier segments are untouched.
 ``resume=False`` deletes the existing segments and starts afresh.
+
+Identity - ``append`` returns the transition's log id, ``log_id(session, sequence)``:
+the session is the index of the session's first segment (stored in the channel's
+metadata, ``mbpo_ros.session``), the sequence counts the session's transitions (the
+MCAP message ``sequence``). Ids are unique in a log and grow in write order;
+``read_transitions`` returns them (``log_id``) with the segment index, the episode,
+the step and the stamp, so a learner can replay exactly the records it does not hold.
+
+Loss on a crash is bounded: the writer hands its open chunk to the OS after at most
+``flush_every`` transitions (default 100) or ``flush_interval`` seconds (default 1 s),
+whichever comes first, and on ``flush()`` (which also fsyncs and returns
+``durable_log_id``). A killed process therefore loses at most those plus what was still
+queued for the writer thread (normally nothing: it keeps up); a power cut can lose what
+the OS had not written since the last ``flush()`` or segment end (both fsync).
+
+Full disk / I/O errors - the writer never stops for good: it counts the transitions of
+the failed chunk as ``lost``, reports ERROR in ``status()`` while the disk refuses
+writes (appends meanwhile are dropped and counted), retries every ``retry_interval``
+seconds in a new segment, and reports WARN (with the counts) once it writes again.
+``flush()`` and ``close()`` never raise for it.
 
 Writes never block the control loop: ``append`` checks sizes, packs one float64 vector
 and puts it on a bounded queue (``put_nowait``); a writer thread encodes and writes.
@@ -45,6 +65,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +76,9 @@ from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer as Ros2Writer
 
 __all__ = [
+    "NOT_LOGGED",
+    "LogStatus",
+    "log_id",
     "TOPIC",
     "MSG_TYPE",
     "FIELDS",
@@ -204,6 +228,37 @@ def _segment_index(path: Path) -> int:
 _FLUSH = object()
 _STOP = object()
 
+#: what ``append`` returns for a transition it did not take
+NOT_LOGGED = -1
+#: channel / metadata key of a segment's session
+SESSION_KEY = "mbpo_ros.session"
+
+
+def log_id(session: int, sequence: int) -> int:
+    """The id of a logged transition: its session (index of the session's first segment) and its
+    sequence number in that session. Unique within a log and increasing in write order."""
+    if not (0 <= session < 2**31 and 0 <= sequence < 2**32):
+        raise ValueError(f"log id out of range: session {session}, sequence {sequence}")
+    return (int(session) << 32) | int(sequence)
+
+
+@dataclass(frozen=True)
+class LogStatus:
+    """The writer's health for /diagnostics.
+
+    level: "OK"; "WARN" once transitions were lost or dropped but the writer works again;
+    "ERROR" while it cannot write (a full disk, an I/O error). lost: transitions that reached
+    the writer but not the disk; dropped: appends refused (queue full, or the writer failing).
+    """
+
+    level: str
+    message: str
+    written: int
+    lost: int
+    dropped: int
+    recoveries: int
+    segment: str
+
 
 class TransitionLog:
     """Non-blocking logger of real transitions into MCAP segment files (see module doc).
@@ -213,8 +268,11 @@ class TransitionLog:
     act_dim:        action length.
     resume:         keep earlier segments and add a new one (default); False deletes them first.
     queue_size:     transitions buffered between ``append`` and the writer thread.
-    flush_interval: seconds between automatic flushes of the writer (bounds crash loss).
-    chunk_size:     MCAP chunk size in bytes (a chunk is also closed on every flush).
+    flush_interval: at most this many seconds between two flushes to the OS (bounds crash loss).
+    flush_every:    at most this many transitions between two flushes (bounds crash loss).
+    chunk_size:     most bytes in one MCAP chunk (a chunk is closed on every flush).
+    max_segment_transitions: a new segment file after this many transitions (0 = one per session).
+    retry_interval: seconds between two attempts to write again after a write failed.
     """
 
     def __init__(
@@ -226,11 +284,18 @@ class TransitionLog:
         queue_size: int = 10_000,
         flush_interval: float = 1.0,
         chunk_size: int = 256 * 1024,
+        flush_every: int = 100,
+        max_segment_transitions: int = 100_000,
+        retry_interval: float = 1.0,
     ) -> None:
         if obs_dim <= 0 or act_dim <= 0:
             raise ValueError(f"obs_dim and act_dim must be positive, got obs_dim={obs_dim}, act_dim={act_dim}")
         if queue_size <= 0:
             raise ValueError(f"queue_size must be positive, got {queue_size}")
+        if flush_every <= 0 or not flush_interval > 0:
+            raise ValueError(f"flush_every ({flush_every}) and flush_interval ({flush_interval} s) must be positive")
+        if max_segment_transitions < 0:
+            raise ValueError(f"max_segment_transitions must be >= 0 (0 = no rotation), got {max_segment_transitions}")
         self.obs_dim = int(obs_dim)
         self.act_dim = int(act_dim)
         self.base_path = _base_path(path)
@@ -240,10 +305,14 @@ class TransitionLog:
             for p in existing:
                 p.unlink()
             existing = []
-        index = _segment_index(existing[-1]) + 1 if existing else 0
-        self.path = _segment_path(self.base_path, index)  # this session's segment (created on first write)
+        self.session = _segment_index(existing[-1]) + 1 if existing else 0
+        self._segment = self.session  # index of the segment being written (created on first write)
+        self.path = _segment_path(self.base_path, self._segment)
         self.flush_interval = float(flush_interval)
+        self.flush_every = int(flush_every)
         self.chunk_size = int(chunk_size)
+        self.max_segment_transitions = int(max_segment_transitions)
+        self.retry_interval = float(retry_interval)
 
         sizes = [self.obs_dim, self.act_dim, 1, self.obs_dim, 1, 1, 1, 1]
         self._width = sum(sizes)
@@ -252,9 +321,18 @@ class TransitionLog:
 
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=int(queue_size))
         self._drop_lock = threading.Lock()
-        self.dropped = 0  # transitions lost because the queue was full or the writer failed
-        self.written = 0  # transitions the writer thread has encoded into the file
-        self._error: BaseException | None = None
+        self._next_seq = 0  # producer side: sequence number of the next accepted transition
+        self.dropped = 0  # appends refused: the queue was full or the writer was failing
+        self.lost = 0  # transitions the writer took but could not put on disk (write failures)
+        self.written = 0  # transitions the writer thread has encoded into a file
+        self.recoveries = 0  # times the writer wrote again after a failure (each in a new segment)
+        self._durable_id = NOT_LOGGED  # newest log id written to the OS (survives a kill of this process)
+        self._unflushed: list[int] = []  # sequence numbers in the open chunk
+        self._unflushed_bytes = 0  # about the open chunk's size
+        self._in_segment = 0
+        self._error: BaseException | None = None  # set while the writer cannot write
+        self._last_error: BaseException | None = None
+        self._retry_at = 0.0
         self._closed = False
         self._file: Any = None
         self._writer: Ros2Writer | None = None
@@ -282,8 +360,9 @@ class TransitionLog:
         episode: int,
         step: int,
         stamp_ns: int,
-    ) -> bool:
-        """Queue one transition (never blocks). Returns False if it was dropped.
+    ) -> int:
+        """Queue one transition (never blocks). Returns its log id (>= 0), or NOT_LOGGED (-1) if it
+        was dropped (queue full, or the writer cannot write: counted in ``dropped``).
 
         obs, next_obs: [obs_dim]; action: [act_dim]; reward: scalar; stamp_ns: ROS time (ns),
         used as the MCAP log time. Raises ValueError for wrong sizes, RuntimeError after close().
@@ -302,52 +381,80 @@ class TransitionLog:
         ])
         if self._error is not None:
             self._count_drop()
-            return False
+            return NOT_LOGGED
+        seq = self._next_seq
         try:
-            self._queue.put_nowait((vec, stamp_ns))
+            self._queue.put_nowait((vec, stamp_ns, seq))
         except queue.Full:
             self._count_drop()
-            return False
-        return True
+            return NOT_LOGGED
+        self._next_seq = seq + 1
+        return log_id(self.session, seq)
 
     def _count_drop(self) -> None:
         with self._drop_lock:
             self.dropped += 1
             first = self.dropped == 1
         if first:
-            reason = f"writer failed: {self._error!r}" if self._error is not None else "queue full"
+            reason = f"writer failing: {self._error!r}" if self._error is not None else "queue full"
             log.warning("transition log %s is dropping transitions (%s)", self.path, reason)
 
-    def flush(self, timeout: float = 30.0) -> None:
-        """Block until everything appended so far is written to the file (and fsynced)."""
-        if self._closed:
-            return
+    @property
+    def durable_log_id(self) -> int:
+        """The newest log id the writer has handed to the OS (NOT_LOGGED before the first): a kill of
+        this process does not lose it. Ids of this session up to it are on disk unless counted lost."""
+        return self._durable_id
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Write everything appended so far to the OS (fsynced) and return ``durable_log_id``.
+
+        Never raises for a failing writer (``status()`` reports it); on timeout it returns the
+        durable id reached so far."""
+        if self._closed or not self._thread.is_alive():
+            return self._durable_id
         done = threading.Event()
-        self._queue.put((_FLUSH, done), timeout=timeout)
-        if not done.wait(timeout):
-            raise TimeoutError(f"transition log writer did not flush within {timeout} s")
-        self._raise_if_failed()
+        try:
+            self._queue.put((_FLUSH, done), timeout=timeout)
+        except queue.Full:
+            return self._durable_id
+        done.wait(timeout)
+        return self._durable_id
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, finish the MCAP (footer, summary) and stop the writer thread."""
+        """Write what is queued, finish the MCAP (footer, summary) and stop the writer thread.
+
+        Never raises: a failure is logged and stays in ``status()`` / ``error``."""
         if self._closed:
             return
         self._closed = True
         atexit.unregister(self.close)
-        self._queue.put(_STOP, timeout=timeout)
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            log.error("transition log %s: writer did not take the stop request within %s s", self.path, timeout)
+            return
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError(f"transition log writer did not finish within {timeout} s")
-        self._raise_if_failed()
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"transition log writer for {self.path} failed: {self._error!r}") from self._error
+            log.error("transition log %s: writer did not finish within %s s", self.path, timeout)
+        elif self._last_error is not None:
+            log.error("transition log %s: %d transitions lost, %d dropped; last writer error: %r",
+                      self.path, self.lost, self.dropped, self._last_error)
 
     @property
     def error(self) -> BaseException | None:
-        """The exception that stopped the writer thread, if any."""
+        """The exception that keeps the writer from writing now (None while it writes)."""
         return self._error
+
+    def status(self) -> LogStatus:
+        err, last = self._error, self._last_error
+        if err is not None:
+            level, message = "ERROR", f"cannot write {self.path.name}: {err}; retrying every {self.retry_interval:g} s"
+        elif self.lost or self.dropped:
+            level, message = "WARN", f"{self.lost} transitions lost, {self.dropped} dropped" + (
+                f" (last error: {last})" if last is not None else "")
+        else:
+            level, message = "OK", f"writing {self.path.name}"
+        return LogStatus(level, message, self.written, self.lost, self.dropped, self.recoveries, str(self.path))
 
     def __enter__(self) -> TransitionLog:
         return self
@@ -358,23 +465,35 @@ class TransitionLog:
     # ------------------------------------------------------------------ writer thread
 
     def _open(self) -> None:
-        self._file = open(self.path, "wb")
-        self._writer = Ros2Writer(self._file, chunk_size=self.chunk_size)
+        self.path = _segment_path(self.base_path, self._segment)
+        self._file = open(self.path, "wb")  # noqa: SIM115 - closed by _finish_segment / _fail
+        # Chunks are closed only by _flush_file (at chunk_size bytes, flush_every transitions or
+        # flush_interval), so the writer knows exactly which transitions reached the OS.
+        self._writer = Ros2Writer(self._file, chunk_size=1 << 62)
         self._schema = self._writer.register_msgdef(MSG_TYPE, self._schema_text)
+        inner = self._writer._writer  # register the channel ourselves, to give it the session
+        self._writer._channel_ids[TOPIC] = inner.register_channel(
+            topic=TOPIC, message_encoding="cdr", schema_id=self._schema.id,
+            metadata={SESSION_KEY: str(self.session)})
         self._writer.add_metadata("mbpo_ros.transitions", {
             "obs_dim": str(self.obs_dim),
             "act_dim": str(self.act_dim),
             "fields": ",".join(FIELDS),
-            "segment": str(_segment_index(self.path)),
+            "segment": str(self._segment),
+            SESSION_KEY: str(self.session),
         })
+        self._in_segment = 0
 
-    def _write(self, vec: np.ndarray, stamp_ns: int) -> None:
+    def _write(self, vec: np.ndarray, stamp_ns: int, seq: int) -> None:
         if self._writer is None:
             self._open()
         msg = {"layout": {"dim": self._dims, "data_offset": 0}, "data": vec.tolist()}
+        self._unflushed.append(seq)  # lost with the chunk if this write or the chunk's flush fails
+        self._unflushed_bytes += 8 * vec.size + 200
         self._writer.write_message(TOPIC, self._schema, msg, log_time=stamp_ns, publish_time=stamp_ns,
-                                   sequence=self.written)
+                                   sequence=seq)
         self.written += 1
+        self._in_segment += 1
 
     def _flush_file(self, fsync: bool) -> None:
         if self._writer is None:
@@ -384,57 +503,107 @@ class TransitionLog:
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())
+        if self._unflushed:
+            self._durable_id = log_id(self.session, self._unflushed[-1])
+            self._unflushed = []
+        self._unflushed_bytes = 0
+
+    def _finish_segment(self) -> None:
+        """Footer, summary, fsync and close of the current segment; the next write opens a new one."""
+        if self._writer is None:
+            return
+        self._writer.finish()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        if self._unflushed:
+            self._durable_id = log_id(self.session, self._unflushed[-1])
+            self._unflushed = []
+        self._file.close()
+        self._file = self._writer = None
+
+    def _fail(self, e: BaseException) -> None:
+        """A write failed (disk full, I/O error): count what is lost, drop the segment, retry later."""
+        lost = len(self._unflushed)
+        self.lost += lost
+        self.written = max(0, self.written - lost) if lost else self.written
+        self._unflushed = []
+        self._unflushed_bytes = 0
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass  # its buffer cannot be written either: those records are counted lost already
+        self._file = self._writer = None
+        self._segment += 1  # the failed segment keeps what reached the disk; never append to it again
+        self._error = self._last_error = e
+        self._retry_at = time.monotonic() + self.retry_interval
+        log.error("transition log writer for %s failed (%r): %d transitions lost; retrying in a new segment "
+                  "every %g s", self.path, e, lost, self.retry_interval)
+
+    def _try_recover(self) -> None:
+        """Open the next segment and write its header; stay failing if the disk still refuses."""
+        if time.monotonic() < self._retry_at:
+            return
+        try:
+            self._open()
+            self._flush_file(fsync=True)
+        except OSError as e:
+            self._retry_at = time.monotonic() + self.retry_interval
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass  # nothing of value in it
+            self._file = self._writer = None
+            try:
+                self.path.unlink()
+            except OSError:
+                pass  # the empty segment stays; a reader skips a file without messages
+            self._error = e
+            return
+        self._error = None
+        self.recoveries += 1
+        log.warning("transition log writes again, now to %s (%d transitions lost so far)", self.path, self.lost)
 
     def _run(self) -> None:
         last_flush = time.monotonic()
-        dirty = False
-        try:
-            while True:
-                try:
-                    item = self._queue.get(timeout=max(self.flush_interval, 0.01))
-                except queue.Empty:
-                    item = None
-                if item is _STOP:
-                    break
-                if isinstance(item, tuple) and item[0] is _FLUSH:
-                    self._flush_file(fsync=True)
-                    dirty = False
-                    last_flush = time.monotonic()
-                    item[1].set()
-                    continue
-                if item is not None:
-                    self._write(*item)
-                    dirty = True
-                if dirty and time.monotonic() - last_flush >= self.flush_interval:
-                    self._flush_file(fsync=False)
-                    dirty = False
-                    last_flush = time.monotonic()
-        except BaseException as e:  # kept and re-raised to the owner by flush()/close()
-            self._error = e
-            log.error("transition log writer for %s failed: %r", self.path, e)
-            self._drain_after_failure()
-        finally:
-            if self._writer is not None and self._error is None:
-                try:
-                    self._writer.finish()
-                    self._file.flush()
-                    os.fsync(self._file.fileno())
-                except Exception as e:  # reported through close()
-                    self._error = e
-            if self._file is not None:
-                self._file.close()
-
-    def _drain_after_failure(self) -> None:
-        """After a writer failure, release flush() waiters and count what can no longer be written."""
         while True:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=min(self.flush_interval, self.retry_interval, 0.5))
             except queue.Empty:
-                return
-            if isinstance(item, tuple) and item[0] is _FLUSH:
+                item = None
+            if self._error is not None:
+                self._try_recover()
+            stop = item is _STOP
+            is_flush = isinstance(item, tuple) and item[0] is _FLUSH
+            try:
+                if self._error is None:
+                    if item is not None and not stop and not is_flush:
+                        self._write(*item)
+                        if self.max_segment_transitions and self._in_segment >= self.max_segment_transitions:
+                            self._finish_segment()
+                            self._segment += 1
+                            last_flush = time.monotonic()
+                    due = (len(self._unflushed) >= self.flush_every or self._unflushed_bytes >= self.chunk_size
+                           or (self._unflushed and time.monotonic() - last_flush >= self.flush_interval))
+                    if is_flush or stop or due:
+                        self._flush_file(fsync=is_flush)
+                        last_flush = time.monotonic()
+                    if stop:
+                        self._finish_segment()
+                elif item is not None and not stop and not is_flush:
+                    self.lost += 1  # taken off the queue while the disk refuses writes
+            except Exception as e:  # noqa: BLE001 - OSError (disk full) or an encoder error: count, retry
+                self._fail(e)
+            if is_flush:
                 item[1].set()
-            elif item is not _STOP:
-                self._count_drop()
+            if stop:
+                break
+        if self._file is not None:  # stopped while failing: close what is open, quietly
+            try:
+                self._file.close()
+            except OSError:
+                pass  # counted lost already
 
 
 # ----------------------------------------------------------------------------- reading
@@ -442,21 +611,26 @@ class TransitionLog:
 _TRUNCATION_ERRORS = (McapError, EOFError, struct.error, ValueError)
 
 
-def _iter_segment(path: Path) -> Iterator[tuple[Any, int]]:
-    """(decoded Float64MultiArray, log_time_ns) of one segment, tolerating a torn tail."""
+def _iter_segment(path: Path) -> Iterator[tuple[Any, int, int]]:
+    """(decoded Float64MultiArray, log_time_ns, log id) of one segment, tolerating a torn tail.
+
+    The log id's session comes from the channel's metadata; segments written before sessions
+    were recorded had one segment per session, so their session is their index."""
+    fallback_session = _segment_index(path)
     with open(path, "rb") as f:
         reader = NonSeekingReader(f, decoder_factories=[DecoderFactory()])
         it = reader.iter_decoded_messages(topics=[TOPIC], log_time_order=False)
         while True:
             try:
-                _schema, _channel, message, msg = next(it)
+                _schema, channel, message, msg = next(it)
             except StopIteration:
                 return
             except _TRUNCATION_ERRORS as e:
                 log.warning("%s ends early (%s: %s); its writer did not close it. Reading what it holds.",
                             path, type(e).__name__, e)
                 return
-            yield msg, message.log_time
+            session = int(channel.metadata.get(SESSION_KEY, fallback_session))
+            yield msg, message.log_time, log_id(session, int(message.sequence))
 
 
 def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -465,7 +639,8 @@ def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Returns stacked arrays (N transitions, in write order, segments in index order):
     obs [N, obs_dim], action [N, act_dim], reward [N], next_obs [N, obs_dim],
     terminated [N] bool, truncated [N] bool, episode [N] int64, step [N] int64,
-    stamp_ns [N] int64. With no transitions, every array has length 0.
+    stamp_ns [N] int64, log_id [N] int64 (what ``append`` returned), segment [N] int64
+    (the file's index). With no transitions, every array has length 0.
     """
     p = Path(path)
     base = _base_path(p)
@@ -475,9 +650,12 @@ def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
         paths = segment_paths(base)
     rows: list[np.ndarray] = []
     stamps: list[int] = []
+    ids: list[int] = []
+    segs: list[int] = []
     sizes: list[int] | None = None
     for seg in paths:
-        for msg, log_time in _iter_segment(seg):
+        seg_index = _segment_index(seg)
+        for msg, log_time, lid in _iter_segment(seg):
             labels = [d.label for d in msg.layout.dim]
             seg_sizes = [int(d.size) for d in msg.layout.dim]
             if labels != list(FIELDS):
@@ -491,12 +669,15 @@ def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise ValueError(f"{seg}: message has {data.size} values, its layout says {sum(sizes)}")
             rows.append(data[int(msg.layout.data_offset):])
             stamps.append(int(log_time))
+            ids.append(lid)
+            segs.append(seg_index)
     if sizes is None:
         empty = np.zeros((0, 0))
         return {"obs": empty, "action": empty, "reward": np.zeros(0), "next_obs": empty,
                 "terminated": np.zeros(0, bool), "truncated": np.zeros(0, bool),
                 "episode": np.zeros(0, np.int64), "step": np.zeros(0, np.int64),
-                "stamp_ns": np.zeros(0, np.int64)}
+                "stamp_ns": np.zeros(0, np.int64), "log_id": np.zeros(0, np.int64),
+                "segment": np.zeros(0, np.int64)}
     table = np.stack(rows)
     bounds = np.cumsum([0, *sizes])
     cols = {f: table[:, bounds[i]:bounds[i + 1]] for i, f in enumerate(FIELDS)}
@@ -510,4 +691,6 @@ def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
         "episode": cols["episode"][:, 0].astype(np.int64),
         "step": cols["step"][:, 0].astype(np.int64),
         "stamp_ns": np.asarray(stamps, dtype=np.int64),
+        "log_id": np.asarray(ids, dtype=np.int64),
+        "segment": np.asarray(segs, dtype=np.int64),
     }

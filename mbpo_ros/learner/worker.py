@@ -135,6 +135,31 @@ def child_main(spec: WorkerSpec, ring: Ring, bell_conn: Any, cmd_conn: Any, ev_c
         raise SystemExit(1) from e
 
 
+def _lock_run_dir(run_dir: Path, timeout: float) -> Any:
+    """An exclusive lock on run_dir/.learner.lock, so two learners never share a run directory (an
+    orphaned child of a killed node may still be finishing a checkpoint when the next one starts).
+    The kernel releases it when this process exits, however it exits."""
+    import fcntl
+
+    f = open(run_dir / ".learner.lock", "a+")  # noqa: SIM115 - kept open for the process's life
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise RuntimeError(f"another learner process holds {run_dir / '.learner.lock'} "
+                                   f"(is a second agent_node running on this run directory?)") from None
+            time.sleep(0.05)
+            continue
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        return f
+
+
 class ParentGone(Exception):
     """The parent process died or closed its end of the command pipe."""
 
@@ -175,8 +200,11 @@ class Worker:
         self.task = get_task(spec.task_name, **spec.task_kwargs)
         self.mbpo = MBPO(spec.obs_dim, spec.act_dim, self.cfg, self.task)
         torch.set_num_threads(threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock_file = _lock_run_dir(self.run_dir, opts.start_timeout_s / 2)  # held until this process exits
         self.held = IdSet()  # log ids of the transitions the learner holds
-        self.recent_ids: collections.deque = collections.deque()  # (log id) of recent adds, newest last
+        # log ids of recent adds through the ring, newest last (NO_LOG_ID: unlogged or replayed)
+        self.recent_ids: collections.deque = collections.deque()
         self.resumed = False
         self.legacy_checkpoint = False
         if spec.resume and (self.ckpt_path.exists() or (self.run_dir / f".{CHECKPOINT_DIRNAME}.old").exists()):
@@ -287,8 +315,11 @@ class Worker:
             except BlockingIOError:
                 pass  # another wake-up already emptied it: the ring is what counts
 
-    def add(self, tr: Transition) -> bool:
-        """Add one transition to MBPO unless it is non-finite or already held. True if added."""
+    def add(self, tr: Transition, from_log: bool = False) -> bool:
+        """Add one transition to MBPO unless it is non-finite or already held. True if added.
+
+        from_log: replayed from the transition log (durable by definition: never left out of a
+        checkpoint); else it came through the ring and may be newer than the log's durable id."""
         if not (np.isfinite(tr.obs).all() and np.isfinite(tr.act).all() and math.isfinite(tr.reward)
                 and np.isfinite(tr.next_obs).all()):
             self.rejected_non_finite += 1
@@ -298,7 +329,7 @@ class Worker:
                 self.duplicates += 1
                 return False
         self.mbpo.add(tr.obs, tr.act, float(tr.reward), tr.next_obs, bool(tr.terminated))
-        self.recent_ids.append(tr.log_id)
+        self.recent_ids.append(NO_LOG_ID if from_log else tr.log_id)
         if len(self.recent_ids) > 2 * self.ring.capacity + 1000:
             self.recent_ids.popleft()
         if tr.truncated:
@@ -332,7 +363,7 @@ class Worker:
             tr = Transition(data["obs"][i].astype(np.float32), data["action"][i].astype(np.float32),
                             float(data["reward"][i]), data["next_obs"][i].astype(np.float32),
                             bool(data["terminated"][i]), bool(data["truncated"][i]), int(ids[i]))
-            if self.add(tr):
+            if self.add(tr, from_log=True):
                 self.replayed += 1
 
     def drain(self, wait: float | None = None) -> int:
