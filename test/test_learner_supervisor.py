@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -344,3 +345,81 @@ def test_async_schedule_retrains_without_starving_sac():
     while m.work(10)[0] != "idle":
         pass
     assert m.sac_updates == 2 * (130 - 30 + 1) and m.model_trains == 2
+
+
+def test_non_finite_transitions_are_rejected_and_counted(tmp_path, make_tp):
+    """Second line of defence (issue 10 rejects them in the node): the learner never adds a NaN/Inf."""
+    tp = make_tp(tmp_path)
+    tp.start()
+    trs = transitions(20)
+    bad = [(np.full(OBS, np.nan, np.float32),) + trs[0][1:], trs[1][:2] + (float("inf"),) + trs[1][3:],
+           trs[2][:3] + (np.full(OBS, 1e39),) + trs[2][4:]]  # 1e39 is inf in float32
+    for tr in trs[:10] + bad + trs[10:]:
+        assert tp.submit(*tr)
+    wait_for(lambda: tp.stats()["received"] == 23, 30, "all 23 submitted transitions to arrive")
+    st = tp.stats()
+    assert st["rejected_non_finite"] == 3 and st["env_steps"] == 20 and st["real_buffer"] == 20
+    assert tp.health().level == "OK"
+
+
+def test_diverged_learner_keeps_the_previous_checkpoint_and_reports_error(tmp_path, make_tp):
+    """Rewards that are finite but huge (3e38) make SAC's critic overflow to Inf/NaN: the learner
+    must not replace its last good checkpoint with that, and must say ERROR."""
+    tp = make_tp(tmp_path, lockstep=True)
+    tp.start()
+    for i, tr in enumerate(transitions(40)):
+        assert tp.submit(*tr) and tp.wait_until_trained(i + 1, timeout=60)
+    good = tp.request_checkpoint(timeout=60)
+    good_meta = (Path(good) / "meta.json").read_bytes()
+    for i, tr in enumerate(transitions(30, seed=9)):
+        assert tp.submit(tr[0], tr[1], 3e38, tr[3], False, False) and tp.wait_until_trained(41 + i, timeout=60)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        tp.request_checkpoint(timeout=60)
+    assert (Path(good) / "meta.json").read_bytes() == good_meta, "the good checkpoint was replaced"
+    h = tp.health()
+    assert h.level == "ERROR" and "non-finite" in h.message, h
+
+
+_GROUP_SIGNAL = textwrap.dedent(
+    """
+    import json, signal, sys, threading
+    sys.path.insert(0, sys.argv[1])
+    from test_learner_supervisor import tiny_cfg, OPTS, OBS, ACT, transitions
+    from mbpo_ros.learner.supervisor import TrainerProcess
+    if __name__ == "__main__":
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # as agent_node: SIGTERM like SIGINT
+        tp = TrainerProcess(OBS, ACT, tiny_cfg(), "reach", sys.argv[2], options=OPTS)
+        tp.start()
+        for tr in transitions(50):
+            tp.submit(*tr)
+        print("ready", tp._child.proc.pid, flush=True)
+        stop.wait(60)
+        tp.close(checkpoint=True, timeout=60)
+        st = tp.stats()
+        print(json.dumps({"error": st["error"], "env_steps": st["env_steps"], "exitcode": st["exitcode"],
+                          "last_checkpoint": st["last_checkpoint"], "dead": tp.dead}), flush=True)
+    """
+)
+
+
+def test_sigterm_to_the_whole_process_group_reaches_only_the_parent(tmp_path):
+    """Regression (issue 11): SIGTERM to the process group (systemd's KillMode, container stops) killed
+    the trainer child too: no final checkpoint. The child runs in its own session and ignores both."""
+    proc = subprocess.Popen([sys.executable, "-c", _GROUP_SIGNAL, str(Path(__file__).parent), str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("ready"), line + proc.stderr.read()
+        child = int(line.split()[1])
+        assert os.getsid(child) != os.getsid(proc.pid), "the learner child shares the parent's session"
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    result = json.loads(out.splitlines()[-1])
+    assert proc.returncode == 0, err
+    assert result["error"] == "" and result["exitcode"] == 0 and not result["dead"], result
+    assert result["env_steps"] == 50 and result["last_checkpoint"], result
