@@ -35,5 +35,10 @@ setup(
             "twin_node = mbpo_ros.nodes.twin_node:main",
             "mbpo-ros = mbpo_ros.cli:main",
         ],
+        # Task plugins (core/arm_task.py): another package adds its own tasks to this group.
+        "mbpo_ros.tasks": [
+            "reach = mbpo_ros.core.reach:ReachTask",
+            "track = mbpo_ros.core.track:TrackTask",
+        ],
     },
 )

@@ -2,6 +2,12 @@
 
     mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0
     mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0 --resume
+    mbpo-ros gym --env mbpo_ros/ArmReach-v0 --steps 6000 --out runs/arm   # the twin, in-process
+    mbpo-ros gym --env mbpo_ros/ArmReach-v0 --robot ur5e.urdf --servo velocity --ee-body tool0 --task track
+
+The ``mbpo_ros/...`` envs are the twin with an arm task (sim/reach_env.py): ``--robot`` names
+any MJCF/URDF arm, ``--task`` any task of the registry (a plugin's too), with the "reach" preset
+and the task's own reward and termination in the model rollouts.
 
 Writes into --out: ``metrics.csv`` (one row per evaluation: env_steps, eval_return, wall_seconds,
 ...), TensorBoard scalars under ``tb/``, ``learning_curve.png`` and ``checkpoint/`` (rewritten
@@ -28,7 +34,16 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="Hopper-v5", help="Gymnasium task id (default Hopper-v5)")
+    parser.add_argument("--env", default="Hopper-v5",
+                        help="Gymnasium task id (default Hopper-v5), or mbpo_ros/ArmReach-v0 (the twin)")
+    parser.add_argument("--robot", default="", metavar="FILE",
+                        help="mbpo_ros envs: MJCF or URDF arm (default: the bundled 6-DOF arm)")
+    parser.add_argument("--servo", default="", choices=("", "velocity", "position"),
+                        help="mbpo_ros envs: turn the arm's motors (or a URDF's missing actuators) into servos")
+    parser.add_argument("--ee-body", default="", metavar="BODY",
+                        help="mbpo_ros envs: add the end-effector site at this body")
+    parser.add_argument("--task", default="", metavar="NAME",
+                        help="mbpo_ros envs: task of the registry (reach, track, or a plugin's; default reach)")
     parser.add_argument("--steps", type=int, default=125_000, help="total env steps of the run (default 125000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the run (default 0)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default runs/<env>-s<seed>)")
@@ -53,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_config(args):
     from mbpo_ros.core.config import flatten, preset, unflatten, validate
 
-    cfg = preset(args.env)
+    cfg = preset("reach" if _is_arm_env(args.env) else args.env)
     known = flatten(cfg)
     overrides = {}
     for item in args.set:
@@ -83,9 +98,11 @@ def check_env_id(env_id: str) -> None:
 
     import gymnasium as gym
 
-    if env_id.lower() in ("reach", "armreach", "mbpo_ros/armreach-v0"):
-        raise ValueError(f"--env {env_id}: the arm's Reach task runs on the twin over ROS 2 with `mbpo-ros train`; "
-                         "`mbpo-ros gym` runs Gymnasium MuJoCo tasks such as Hopper-v5")
+    import mbpo_ros  # noqa: F401  (registers the mbpo_ros envs)
+
+    if env_id.lower() in ("reach", "armreach", "track"):
+        raise ValueError(f"--env {env_id}: the arm's tasks run in-process as --env mbpo_ros/ArmReach-v0 "
+                         "[--task NAME] [--robot FILE], or over ROS 2 with `mbpo-ros train`")
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.75)
@@ -99,14 +116,32 @@ def _paper_tasks() -> list[str]:
     return [p for p in PRESETS if p != "reach"]
 
 
+def _is_arm_env(env_id: str) -> bool:
+    return env_id.startswith("mbpo_ros/")
+
+
+def _env_kwargs(args) -> dict:
+    """gym.make keyword arguments of an mbpo_ros env from --robot/--servo/--ee-body/--task."""
+    kw = {}
+    if args.robot:
+        kw.update(robot=str(Path(args.robot).expanduser().resolve()), servo=args.servo, ee_body=args.ee_body)
+    elif args.servo or args.ee_body:
+        raise ValueError("--servo and --ee-body apply to --robot FILE")
+    if args.task:
+        kw["task"] = args.task
+    if kw and not _is_arm_env(args.env):
+        raise ValueError(f"--robot/--task apply to the mbpo_ros envs (mbpo_ros/ArmReach-v0), not {args.env}")
+    return kw
+
+
 class GymEnv:
     """A Gymnasium MuJoCo env with actions in [-1, 1], our own time limit and a saveable exact state."""
 
-    def __init__(self, env_id: str):
+    def __init__(self, env_id: str, **env_kwargs):
         import gymnasium as gym
 
         check_env_id(env_id)
-        made = gym.make(env_id)
+        made = gym.make(env_id, **env_kwargs)
         self.max_steps = int(made.spec.max_episode_steps or 1000)
         self.env = made.unwrapped
         space = self.env.action_space
@@ -115,6 +150,8 @@ class GymEnv:
         self.obs_dim = int(self.env.observation_space.shape[0])
         self.act_dim = int(space.shape[0])
         self.obs: np.ndarray | None = None
+        self.info: dict = {}
+        self.success_rate = float("nan")
         self.ep_len = 0
         self.ep_return = 0.0
 
@@ -126,11 +163,12 @@ class GymEnv:
     def step(self, action: np.ndarray):
         """action in [-1, 1]^act_dim -> (next_obs, reward, terminated, truncated)."""
         scaled = self.low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
-        obs, rew, term, _, _ = self.env.step(scaled)
+        obs, rew, term, env_trunc, self.info = self.env.step(scaled)
         self.ep_len += 1
         self.ep_return += float(rew)
         self.obs = obs
-        return obs, float(rew), bool(term), self.ep_len >= self.max_steps
+        # an unwrapped Gymnasium MuJoCo env never truncates (its TimeLimit wrapper does); the arm envs do
+        return obs, float(rew), bool(term), self.ep_len >= self.max_steps or bool(env_trunc)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
         import mujoco
@@ -140,6 +178,11 @@ class GymEnv:
         mujoco.mj_getState(self.env.model, self.env.data, st, spec)
         arrays = {"env/mj_state": st, "env/obs": np.asarray(self.obs, dtype=np.float64)}
         meta = {"np_random": self.env.np_random.bit_generator.state, "ep_len": self.ep_len, "ep_return": self.ep_return}
+        twin = getattr(self.env, "twin", None)
+        if twin is not None:  # the arm env: its goal, episode clock and the twin's held command
+            arrays.update({"env/goal": np.asarray(self.env.goal, dtype=np.float64),
+                           "env/command": twin._command.copy(), "env/pos_target": twin._pos_target.copy()})
+            meta["arm_steps"] = int(self.env._steps)
         return arrays, meta
 
     def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -150,6 +193,13 @@ class GymEnv:
         self.env.np_random.bit_generator.state = meta["np_random"]
         self.obs = np.asarray(arrays["env/obs"])
         self.ep_len, self.ep_return = int(meta["ep_len"]), float(meta["ep_return"])
+        twin = getattr(self.env, "twin", None)
+        if twin is not None:
+            self.env.goal = np.asarray(arrays["env/goal"])
+            self.env._steps = int(meta["arm_steps"])
+            self.env._obs = np.asarray(arrays["env/obs"], dtype=np.float32)
+            twin._command, twin._pos_target = np.asarray(arrays["env/command"]), np.asarray(arrays["env/pos_target"])
+            twin.set_goal(self.env._target()[:3])
 
 
 def _eval_seed(seed: int, env_steps: int) -> int:
@@ -159,8 +209,9 @@ def _eval_seed(seed: int, env_steps: int) -> int:
 
 
 def evaluate(policy, env: GymEnv, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean and std of the deterministic policy's return over ``episodes`` seeded episodes."""
-    returns = []
+    """Mean and std of the deterministic policy's return over ``episodes`` seeded episodes; the fraction
+    of episodes whose last step reports ``is_success`` is left in ``env.success_rate`` (NaN if none does)."""
+    returns, successes = [], []
     for i in range(episodes):
         obs = env.reset(seed=seed + i)
         while True:
@@ -168,6 +219,9 @@ def evaluate(policy, env: GymEnv, episodes: int, seed: int) -> tuple[float, floa
             if term or trunc:
                 break
         returns.append(env.ep_return)
+        if "is_success" in env.info:
+            successes.append(bool(env.info["is_success"]))
+    env.success_rate = float(np.mean(successes)) if successes else float("nan")
     return float(np.mean(returns)), float(np.std(returns))
 
 
@@ -179,12 +233,18 @@ def train(args) -> dict:
     from mbpo_ros.io.checkpoint import is_checkpoint, load_checkpoint
     from mbpo_ros.io.metrics import MetricsLogger, Progress
 
-    env = GymEnv(args.env)  # an unknown --env fails here, before anything is written
+    env_kwargs = _env_kwargs(args)
+    env = GymEnv(args.env, **env_kwargs)  # an unknown --env (or arm, task) fails here, before anything is written
     out = Path(args.out) if args.out is not None else Path("runs") / f"{args.env}-s{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / CHECKPOINT_DIR
-    eval_env = GymEnv(args.env)
-    task = get_task(args.env, obs_dim=env.obs_dim, act_dim=env.act_dim)
+    eval_env = GymEnv(args.env, **env_kwargs)
+    if _is_arm_env(args.env):  # the env's own task (arm, settings), its reward and termination in rollouts
+        from mbpo_ros.core.tasks import arm_task_spec
+
+        task = arm_task_spec(env.env.task, env.env.identity["robot"])
+    else:
+        task = get_task(args.env, obs_dim=env.obs_dim, act_dim=env.act_dim)
     resumed = bool(args.resume and is_checkpoint(ckpt))
     if resumed:
         tensors, arrays, meta = load_checkpoint(ckpt)
@@ -216,6 +276,7 @@ def train(args) -> dict:
     upd_t, upd_n = time.monotonic(), agent.sac_updates
     updates_per_s = 0.0
     reached = False
+    last_success = None
 
     def save():
         arrays, env_meta = env.state()
@@ -227,6 +288,7 @@ def train(args) -> dict:
             "wall_seconds": wall0 + time.monotonic() - t_start,
             "last_eval_return": last_eval,
             "env_id": args.env,
+            "env_kwargs": env_kwargs,
         }
         from mbpo_ros.io.checkpoint import save_checkpoint
 
@@ -255,10 +317,12 @@ def train(args) -> dict:
                 )
                 evals += 1
                 last_eval = eval_ret
+                last_success = eval_env.success_rate
                 row = {
                     "env_steps": agent.env_steps,
                     "eval_return": eval_ret,
                     "eval_return_std": eval_std,
+                    "eval_success_rate": eval_env.success_rate,
                     "wall_seconds": wall0 + now - t_start,
                     "episodes": episodes,
                     "epoch": agent.epoch,
@@ -290,6 +354,7 @@ def train(args) -> dict:
     return {
         "env_steps": agent.env_steps,
         "last_eval_return": last_eval,
+        "last_eval_success_rate": None if last_success is None or np.isnan(last_success) else last_success,
         "evals": evals,
         "episodes": episodes,
         "reached_target": reached,

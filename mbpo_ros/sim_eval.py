@@ -53,6 +53,14 @@ class EvalResult:
                 f"return {self.mean_return:.2f}")
 
 
+def read_identity(checkpoint: str | Path) -> dict:
+    """The arm and task a checkpoint was trained for: {"task": ..., "robot": ...} (core/identity.py);
+    both None for a checkpoint written before identities were recorded (Reach on the bundled arm)."""
+    from mbpo_ros.io.checkpoint import load_identity
+
+    return load_identity(checkpoint)
+
+
 def load_policy(checkpoint: str | Path):
     """The PolicySnapshot stored in a training checkpoint or run directory (io.checkpoint.load_policy:
     NumPy only, no torch, no replay buffers)."""
@@ -61,8 +69,45 @@ def load_policy(checkpoint: str | Path):
     return _load_policy(checkpoint)
 
 
+def env_kwargs_for(identity: dict, robot: str = "", servo: str = "", ee_body: str = "", task: str = "") -> dict:
+    """gym.make keyword arguments of the twin env a checkpoint was trained on (its identity), or of the
+    arm named by `robot` (then checked against the identity: ValueError naming the difference)."""
+    from mbpo_ros.core.arm_task import get_task_class
+    from mbpo_ros.core.identity import check_robot, check_task
+
+    rec_task, rec_robot = identity.get("task"), identity.get("robot")
+    kw: dict = {}
+    if robot:
+        from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
+        from mbpo_ros.sim.reach_env import twin_identity
+
+        kw.update(robot=str(Path(robot).expanduser().resolve()), servo=servo, ee_body=ee_body)
+        twin = ArmTwin(TwinConfig(model_path=kw["robot"], servo=servo, ee_body=ee_body))
+        rate = float((rec_robot or {}).get("control_rate", 20.0))
+        check_robot(rec_robot, twin_identity(twin, rate))
+    elif rec_robot and rec_robot.get("model"):
+        kw.update(robot=rec_robot["model"], servo=rec_robot.get("servo", ""), ee_body=rec_robot.get("ee_body", ""))
+    if rec_task:
+        if task and task != rec_task.get("name"):
+            raise ValueError(f"the checkpoint was trained for task {rec_task.get('name')!r}, not {task!r}")
+        cls = get_task_class(rec_task["name"])
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in (rec_task.get("config") or {}).items()}
+        kw.update(task=cls, task_cfg=cls.config_class(**values))
+    elif task:
+        kw["task"] = task
+    env = make_env(**kw)
+    try:
+        actual = env.unwrapped.identity
+        check_robot(rec_robot, actual["robot"])
+        t = env.unwrapped.task
+        check_task(rec_task, t.name, t.obs_dim, t.act_dim)
+    finally:
+        env.close()
+    return kw
+
+
 def make_env(**env_kwargs):
-    """The Reach gym env (registered by ``import mbpo_ros``)."""
+    """The arm gym env (registered by ``import mbpo_ros``); keyword arguments as ArmReachEnv's."""
     import gymnasium as gym
 
     return gym.make(ENV_ID, **env_kwargs)
@@ -162,6 +207,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=50, metavar="N", help="evaluation episodes (default 50)")
     parser.add_argument("--seed", type=int, default=0, metavar="S",
                         help="seed of the episodes' goals and start poses (default 0)")
+    parser.add_argument("--robot", default="", metavar="FILE",
+                        help="MJCF/URDF arm to evaluate on (default: the one the checkpoint names); refused when "
+                             "its joints, order or limits differ from the checkpoint's")
+    parser.add_argument("--servo", default="", choices=("", "velocity", "position"),
+                        help="with --robot: turn its motors (or a URDF's missing actuators) into servos")
+    parser.add_argument("--ee-body", default="", metavar="BODY", help="with --robot: add the end-effector site here")
+    parser.add_argument("--task", default="", metavar="NAME",
+                        help="task to evaluate (default: the checkpoint's; another one is refused)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--video", default="", metavar="FILE",
                         help="also record the first --video-episodes episodes to FILE (.mp4 needs imageio-ffmpeg; "
@@ -191,7 +244,7 @@ def _gl_probe(platform: str) -> str:
     return lines[-1].strip() if lines else f"exit code {proc.returncode}"
 
 
-def _video_env(args: argparse.Namespace):
+def _video_env(args: argparse.Namespace, env_kwargs: dict):
     """(env with rgb_array rendering, VideoWriter) for --video, or (None, None) with a one-line note on
     stderr where this machine cannot render (the evaluation then runs without a video)."""
     import os
@@ -210,7 +263,7 @@ def _video_env(args: argparse.Namespace):
             return None, None
         os.environ["MUJOCO_GL"] = "egl"
     size = {"width": 320, "height": 240} if writer.suffix == ".gif" else {"width": 640, "height": 480}
-    env = make_env(render_mode="rgb_array", **size)
+    env = make_env(render_mode="rgb_array", **size, **env_kwargs)
     try:
         env.reset(seed=0)
         env.render()
@@ -224,15 +277,16 @@ def _video_env(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     try:
+        kw = env_kwargs_for(read_identity(args.checkpoint), args.robot, args.servo, args.ee_body, args.task)
         policy = load_policy(args.checkpoint)
-        env, writer = _video_env(args) if args.video else (None, None)
+        env, writer = _video_env(args, kw) if args.video else (None, None)
+        env = env if env is not None else make_env(**kw)
         try:
             result = evaluate(policy, episodes=args.episodes, seed=args.seed, env=env,
                               on_frame=writer.add if writer is not None else None,
                               frame_episodes=args.video_episodes)
         finally:
-            if env is not None:
-                env.close()
+            env.close()
         if writer is not None:
             print(f"mbpo-ros eval: video of {min(args.video_episodes, args.episodes)} episode(s) in {writer.close()}",
                   file=sys.stderr)

@@ -159,7 +159,9 @@ class MBPOConfig:
     real_ratio: float = param(0.05, "fraction of each SAC batch drawn from real data", 0.0, 1.0)
     init_random_steps: int = param(5000, "initial env steps with uniform random actions, no training", 0, 10**7)
     utd: int = param(20, "SAC updates per env step (update-to-data ratio)", 0, 10_000)
-    target_entropy: float = param(-1.0, "target policy entropy for automatic alpha tuning", -1000.0, 1000.0)
+    target_entropy: float = param(
+        -1.0, "target policy entropy for automatic alpha tuning; 0 = -act_dim (minus the number of joints)",
+        -1000.0, 1000.0)
     rollout_schedule: list = param(
         [20, 150, 1, 15],
         "[start_epoch, end_epoch, min_len, max_len]: rollout length grows linearly between epochs",
@@ -238,7 +240,7 @@ def _reach() -> Config:
     m.rollout_batch_size = 20_000  # tunable: smaller than the paper's 100k so 2 cores keep up
     m.init_random_steps = 1000  # tunable: random exploration before learning
     m.utd = 10  # tunable: SAC updates per env step
-    m.target_entropy = -6.0  # tuned (launch): -act_dim, as SAC on the arm (test_sim_sac_baseline.py)
+    m.target_entropy = 0.0  # tuned (launch): 0 = -act_dim (-6 on the bundled arm), as SAC on the arm
     m.rollout_schedule = [0, 10, 1, 5]  # tunable: [start_epoch, end_epoch, min_len, max_len]
     m.uncertainty_threshold = 1.0  # tunable: robot mode truncates uncertain model branches
     m.max_model_updates = 400  # tuned (launch): bound the ensemble's retrain cost (gradient steps)

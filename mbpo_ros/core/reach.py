@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from mbpo_ros.core.arm_task import ArmTask
 from mbpo_ros.core.config import check_fields, param
 
 
@@ -120,12 +121,19 @@ def _as_float(mask: Any, like: Any) -> Any:
     return mask.to(like.dtype)
 
 
-class ReachTask:
+class ReachTask(ArmTask):
     """Reach: bring the end effector within `success_threshold` of a goal drawn from a box.
 
     `ReachTask(cfg, n_joints=6)`. All functions are pure: the same (obs, act, next_obs) always
-    give the same reward, on the robot and in simulation.
+    give the same reward, on the robot and in simulation. The task "reach" of the registry
+    (core/arm_task.py).
     """
+
+    name = "reach"
+    config_class = ReachConfig
+    #: size of a goal (sample_goal) and of its current value (target): a point [3] (m)
+    goal_dim = 3
+    target_dim = 3
 
     def __init__(self, cfg: ReachConfig | None = None, n_joints: int = 6):
         if n_joints < 1:
@@ -147,10 +155,11 @@ class ReachTask:
         self.home_pose = np.asarray(self.cfg.home_pose, dtype=np.float64)
 
     # ----------------------------------------------------------------------------- observation
-    def observe(self, q, qd, ee_pos, goal) -> np.ndarray:
+    def observe(self, q, qd, ee_pos, goal, ee_quat=None) -> np.ndarray:
         """Build one observation.
 
-        q: [n] joint positions (rad), qd: [n] joint velocities (rad/s), ee_pos: [3], goal: [3] (m).
+        q: [n] joint positions (rad), qd: [n] joint velocities (rad/s), ee_pos: [3], goal: [3] (m);
+        ee_quat (the end-effector orientation) is not part of Reach's observation.
         Returns obs: [obs_dim] float32. Raises ValueError on a wrong size.
         """
         q = np.asarray(q, dtype=np.float64).reshape(-1)

@@ -33,6 +33,8 @@ class TaskSpec:
         obs_dim, act_dim: observation and action sizes.
         termination_fn: (obs [B,o], act [B,a], next_obs [B,o]) -> bool [B].
         reward_fn: same signature -> float [B], or None to use the model's reward prediction.
+        identity: an arm task's {"task": ArmTask.settings(), "robot": the arm (joint names, limits, command
+            interface, control rate, model)} as plain JSON; checkpoints record it (MBPO.state).
     """
 
     name: str
@@ -40,6 +42,7 @@ class TaskSpec:
     act_dim: int
     termination_fn: TermFn
     reward_fn: TermFn | None = None
+    identity: dict | None = None
 
 
 def _numpy_friendly(fn):
@@ -116,12 +119,9 @@ TASKS: dict[str, tuple[int, int, TermFn]] = {
 }
 
 
-def _reach_task(**kwargs) -> TaskSpec:
-    """mbpo_ros.core.reach.ReachTask as a TaskSpec: its batch functions take NumPy or torch alike,
-    so model rollouts call them on the tensors directly (no copy to the host)."""
-    from mbpo_ros.core.reach import ReachTask
-
-    task = ReachTask(**kwargs)
+def arm_task_spec(task, robot: dict | None = None) -> TaskSpec:
+    """An arm task (core.arm_task.ArmTask: reach, track or a plugin) as a TaskSpec: its batch functions
+    take NumPy or torch alike, so model rollouts call them on the tensors directly (no copy to the host)."""
 
     def termination(obs, act, next_obs):
         out = task.termination_batch(obs, act, next_obs)
@@ -131,21 +131,34 @@ def _reach_task(**kwargs) -> TaskSpec:
         out = task.reward_batch(obs, act, next_obs)
         return np.asarray(out, dtype=np.float32) if isinstance(next_obs, np.ndarray) else out.float()
 
-    return TaskSpec("reach", int(task.obs_dim), int(task.act_dim), termination, reward)
+    identity = {"task": task.settings(), "robot": dict(robot) if robot else None}
+    return TaskSpec(task.name, int(task.obs_dim), int(task.act_dim), termination, reward, identity)
 
 
 def get_task(name: str, **kwargs) -> TaskSpec:
-    """TaskSpec for a Gymnasium v5 task name ("Hopper-v5" or "Hopper") or "reach".
+    """TaskSpec for a Gymnasium v5 task name ("Hopper-v5" or "Hopper") or an arm task ("reach", "track",
+    or a plugin of the entry-point group ``mbpo_ros.tasks``, see core/arm_task.py).
 
     For gym tasks, ``obs_dim=`` / ``act_dim=`` keyword arguments override the v5 defaults (e.g. an
-    Ant made with ``include_cfrc_ext_in_observation=False`` has 27 observations). For "reach" the
-    keyword arguments go to ``ReachTask``.
+    Ant made with ``include_cfrc_ext_in_observation=False`` has 27 observations). For an arm task the
+    keyword arguments are ``cfg`` (its config dataclass), ``n_joints`` and ``robot`` (the arm's identity,
+    plain data, see io/robot_identity.py).
     """
-    if name == "reach":
-        return _reach_task(**kwargs)
     key = name if name in TASKS else f"{name}-v5"
     if key not in TASKS:
-        raise ValueError(f"no task named {name!r}; known tasks: {', '.join([*TASKS, 'reach'])}")
+        from mbpo_ros.core.arm_task import get_task_class, task_names
+
+        try:
+            cls = get_task_class(name)
+        except ValueError as exc:
+            if "no task named" not in str(exc):
+                raise
+            raise ValueError(f"no task named {name!r}; known tasks: {', '.join([*TASKS, *task_names()])}") from None
+        unknown = set(kwargs) - {"cfg", "n_joints", "robot"}
+        if unknown:
+            raise ValueError(f"get_task({name!r}) got unknown arguments {sorted(unknown)}; only cfg, n_joints, robot")
+        task = cls(kwargs.get("cfg"), n_joints=int(kwargs.get("n_joints", 6)))
+        return arm_task_spec(task, kwargs.get("robot"))
     obs_dim, act_dim, term = TASKS[key]
     unknown = set(kwargs) - {"obs_dim", "act_dim"}
     if unknown:

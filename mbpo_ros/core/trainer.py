@@ -72,7 +72,9 @@ class MBPO:
         self.generator.manual_seed(cfg.seed)
         self.np_rng = np.random.default_rng(cfg.seed)
         self.ensemble = ProbabilisticEnsemble(obs_dim + act_dim, obs_dim + 1, cfg.ensemble, self.device, self.generator)
-        self.sac = SAC(obs_dim, act_dim, cfg.sac, cfg.mbpo.target_entropy, self.device, self.generator)
+        # target_entropy 0 = -act_dim (minus the number of joints of an arm)
+        self.target_entropy = float(cfg.mbpo.target_entropy) or -float(act_dim)
+        self.sac = SAC(obs_dim, act_dim, cfg.sac, self.target_entropy, self.device, self.generator)
         self.real_buffer = ReplayBuffer(cfg.mbpo.real_buffer_size, obs_dim, act_dim, self.device)
         self.model_buffer = ReplayBuffer(self._model_capacity(1), obs_dim, act_dim, self.device)
         self.env_steps = 0
@@ -284,6 +286,7 @@ class MBPO:
             "obs_dim": self.obs_dim,
             "act_dim": self.act_dim,
             "config": config_to_dict(self.cfg),
+            "identity": self.task.identity,
             "counters": {
                 "env_steps": self.env_steps - int(drop_last_real),
                 "sac_updates": self.sac_updates,

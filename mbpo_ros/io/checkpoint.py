@@ -432,6 +432,16 @@ def load_policy(path: str | os.PathLike) -> PolicySnapshot:
         raise CheckpointError(f"{path}: the policy arrays are inconsistent: {e}") from e
 
 
+def load_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """The arm and task a checkpoint was trained for, from its meta.json (no other file is read):
+    ``{"task": ArmTask.settings() or None, "robot": core.identity.robot_identity(...) or None}``;
+    both None for a checkpoint written before they were recorded (Reach on the bundled arm)."""
+    path = resolve_checkpoint(path)
+    _recover(path)
+    identity = _read_meta_doc(path).get("meta", {}).get("identity") or {}
+    return {"task": identity.get("task"), "robot": identity.get("robot")}
+
+
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """True if ``path`` is a directory with a readable mbpo_ros ``meta.json`` (files not hashed).
 
