@@ -23,16 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mbpo_ros.core.reach import ReachConfig, ReachTask, _param, validate_reach_config
+from mbpo_ros.core.config import param
+from mbpo_ros.core.reach import ReachConfig, ReachTask, validate_reach_config
 
 
 @dataclass(frozen=True)
 class TrackConfig(ReachConfig):
     """Reach's settings (goal_low/goal_high bound the circles) plus the target's motion."""
 
-    radius: float = _param(0.05, "radius of the target's circle [m]", lo=0.0, hi=1.0)
-    speed: float = _param(0.05, "speed of the target along its circle [m/s]", lo=0.0, hi=2.0)
-    success_threshold: float = _param(
+    radius: float = param(0.05, "radius of the target's circle [m]", lo=0.0, hi=1.0)
+    speed: float = param(0.05, "speed of the target along its circle [m/s]", lo=0.0, hi=2.0)
+    success_threshold: float = param(
         0.04, "the end effector succeeds when it is closer than this to the target [m]", lo=1e-4, hi=0.5
     )
 
