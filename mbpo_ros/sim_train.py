@@ -11,7 +11,7 @@ What `make demo` runs. With no arguments it
    time, in the user's ROS_DOMAIN_ID when set, else in one of their own (domain_coordinator,
    else a random one);
 3. shows a tqdm progress bar by tailing ``<out>/episodes.csv`` (written by agent_node, one row
-   per episode) and logs it to ``metrics.csv`` + TensorBoard;
+   per episode; agent_node itself writes ``metrics.csv`` + TensorBoard ``train/`` and ``model/`` scalars);
 4. after ``--steps`` env steps, SIGINTs the agent (it writes its final checkpoint), then the twin;
 5. evaluates the final checkpoint's deterministic policy (``--eval-episodes``, default 50) and
    writes ``summary.json`` and ``learning_curve.png``; ends with a one-line summary.
@@ -267,8 +267,6 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
     print(f"random policy: {baseline.line()}", flush=True)
 
     nodes = [GraphProcess(s.name, graph.command_line(s), out / "logs" / f"{s.name}.log") for s in specs]
-    # A resumed run keeps the metrics up to its checkpoint; rows logged after it are redone.
-    metrics = MetricsLogger(out, x_key="env_steps", resume=bool(done), resume_at=done if done else None)
     tail = EpisodeTail(out / "episodes.csv")
     window: deque = deque(maxlen=WINDOW)
     failure = ""
@@ -298,7 +296,6 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
                 window.append(row.get("success", math.nan))
                 last = row
                 success_rate = float(sum(window) / len(window))
-                metrics.log({**row, "success_rate": success_rate})
                 progress.advance_to(
                     int(row.get("env_steps", 0)), episodes=int(row.get("episodes", 0)),
                     success=f"{success_rate:.0%}", ret=_fmt(row.get("episode_return"), ".2f"),
@@ -330,7 +327,6 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
         print(f"mbpo-ros train: FAILED: {failure}", file=sys.stderr)
         for n in nodes:
             print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
-        metrics.close()
         return 1
     bad = {k: c for k, c in codes.items() if c not in (0, None)}
     if bad and not interrupted:
@@ -341,18 +337,23 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
         print(f"mbpo-ros train: FAILED: no checkpoint in {out} after shutdown", file=sys.stderr)
         for n in nodes:
             print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
-        metrics.close()
         return 1
     with _episodes("final evaluation", args.eval_episodes) as bar:
         result = evaluate(load_policy(checkpoint), episodes=args.eval_episodes, seed=args.seed,
                           on_episode=bar.update)
-    metrics.plot(["success_rate", "episode_return"],
-                 baselines={"success_rate": baseline.success_rate, "episode_return": baseline.mean_return},
-                 title=(f"Reach on the MuJoCo twin, MBPO seed {args.seed}: training episodes "
-                        f"(success over the last {WINDOW});\nfinal deterministic evaluation "
-                        f"{result.success_rate:.0%} success over {result.episodes} episodes"))
-    metrics.close()
     rows = tail.rows
+    # The agent wrote metrics.csv and tb/ (train/, model/); the final evaluation goes beside them (eval/).
+    with MetricsLogger(out, x_key="env_steps", resume=True) as metrics:
+        metrics.log({"env_steps": int(rows[-1]["env_steps"]) if rows else done,
+                     "eval/success_rate": result.success_rate, "eval/final_distance_m": result.final_distance_m,
+                     "eval/return": result.mean_return, "eval/random_success_rate": baseline.success_rate,
+                     "eval/random_return": baseline.mean_return})
+        metrics.plot(["train/success_rate", "train/episode_return"],
+                     baselines={"train/success_rate": baseline.success_rate,
+                                "train/episode_return": baseline.mean_return},
+                     title=(f"Reach on the MuJoCo twin, MBPO seed {args.seed}: training episodes "
+                            f"(success over the last {WINDOW});\nfinal deterministic evaluation "
+                            f"{result.success_rate:.0%} success over {result.episodes} episodes"))
     summary = {
         "env_steps": int(rows[-1]["env_steps"]) if rows else 0,
         "episodes": int(rows[-1]["episodes"]) if rows else 0,

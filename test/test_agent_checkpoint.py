@@ -116,6 +116,24 @@ def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, 
     assert steps == sorted(steps) and steps[-1] <= n2
     assert {"success", "final_distance_m", "episode_return", "achieved_utd", "model_loss", "wall_seconds"} <= set(rows[0])
 
+    # Regression (issue 15): the agent itself writes the run's metrics, as under ros2 launch or on a real arm:
+    # metrics.csv one row per episode (the restart redid none), TensorBoard train/ and model/ scalars, the curve
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mbpo_ros.io.metrics import read_metrics_csv
+
+    columns, mrows = read_metrics_csv(run_dir / "metrics.csv")
+    assert [int(r["train/episodes"]) for r in mrows] == episodes
+    assert {"train/episode_return", "train/success_rate", "train/critic_loss", "train/actor_loss", "train/alpha",
+            "train/achieved_utd", "model/holdout_mse", "model/real_buffer"} <= set(columns), columns
+    tags = set()
+    for events in (run_dir / "tb").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train/episode_return", "train/success_rate", "model/real_buffer"} <= tags, tags
+    assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
     # deploy mode: the checkpoint's deterministic policy, no learning, nothing logged
     t_start = time.monotonic()
     agent3 = start_agent(mode="deploy", checkpoint=str(run_dir / "checkpoint"))

@@ -46,6 +46,14 @@ def test_mbpo_ros_train_reduced_budget_beats_random(tmp_path):
         assert (out / name).exists(), f"{name} missing from the run directory"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard scalars"
+    # the agent's own metrics: SAC and model losses once learning runs, and the final evaluation (eval/)
+    from mbpo_ros.io.metrics import read_metrics_csv
+
+    _columns, mrows = read_metrics_csv(out / "metrics.csv")
+    trained = [r for r in mrows if r.get("train/critic_loss") not in ("", "nan")]
+    assert trained and all(float(trained[-1][k]) == float(trained[-1][k]) for k in
+                           ("train/critic_loss", "train/actor_loss", "train/alpha", "model/holdout_mse"))
+    assert float(mrows[-1]["eval/success_rate"]) == summary["success_rate"]
     # The learned policy is better than the random one measured at start, by a margin.
     assert summary["final_distance_m"] < 0.5 * summary["random_final_distance_m"], summary
     assert summary["success_rate"] > summary["random_success_rate"], summary

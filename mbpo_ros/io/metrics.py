@@ -8,9 +8,11 @@
   wider header; earlier rows get empty cells), and keys a row lacks are written empty.
   ``resume=True`` appends to an existing file and keeps its header; ``resume=False``
   starts the file afresh.
-- ``tb/``: TensorBoard event files, one scalar per numeric key at step ``row[x_key]``
-  (optional: if ``torch.utils.tensorboard`` cannot be imported, a warning is issued
-  and only the CSV is kept).
+- ``tb/``: TensorBoard event files, one scalar per numeric key at step ``row[x_key]``,
+  written with the ``tensorboard`` package's own event writer (no torch: the agent's control
+  process can log too). Keys named ``group/name`` (``train/episode_return``, ``model/holdout_loss``)
+  are grouped by TensorBoard as RL users know them. Optional: without ``tensorboard`` a warning is
+  issued and only the CSV is kept.
 - ``learning_curve.png``: ``plot(y_keys, baselines=...)`` draws each y key against
   ``x_key`` from the CSV (matplotlib Agg canvas, no display needed).
 
@@ -26,6 +28,7 @@ import math
 import os
 import sys
 import textwrap
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -78,6 +81,38 @@ def read_metrics_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str,
         return list(reader.fieldnames or []), rows
 
 
+class _ScalarWriter:
+    """TensorBoard scalars through tensorboard's EventFileWriter (what torch's SummaryWriter wraps),
+    without importing torch. ``purge_step``: events from that step on, written by an earlier session,
+    are hidden by TensorBoard (a SessionLog START at that step, as SummaryWriter(purge_step=) does)."""
+
+    def __init__(self, log_dir: Path, fresh: bool, purge_step: int | None) -> None:
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+        if fresh and log_dir.is_dir():
+            for old in log_dir.glob("events.out.tfevents.*"):
+                old.unlink()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = EventFileWriter(str(log_dir), max_queue_size=100, flush_secs=10)
+        if purge_step is not None:
+            self._writer.add_event(event_pb2.Event(
+                step=int(purge_step), wall_time=time.time(),
+                session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
+    def add_scalar(self, tag: str, value: float, global_step: int) -> None:
+        value_pb = self._summary_pb2.Summary.Value(tag=tag, simple_value=float(value))
+        self._writer.add_event(self._event_pb2.Event(wall_time=time.time(), step=int(global_step),
+                                                     summary=self._summary_pb2.Summary(value=[value_pb])))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class MetricsLogger:
     """Append-only metrics log: CSV + TensorBoard + learning-curve plot.
 
@@ -126,17 +161,11 @@ class MetricsLogger:
         self._tb = None
         if tensorboard:
             try:
-                from torch.utils.tensorboard import SummaryWriter
+                self._tb = _ScalarWriter(self.out_dir / TB_DIR, fresh=not resume,
+                                         purge_step=int(resume_at) + 1 if resume and resume_at is not None else None)
             except ImportError as e:
                 warnings.warn(f"TensorBoard logging disabled ({e}); metrics go to {self.csv_path} only",
                               RuntimeWarning, stacklevel=2)
-            else:
-                tb_dir = self.out_dir / TB_DIR
-                if not resume and tb_dir.is_dir():
-                    for old in tb_dir.glob("events.out.tfevents.*"):
-                        old.unlink()
-                purge = int(resume_at) + 1 if resume and resume_at is not None else None
-                self._tb = SummaryWriter(log_dir=str(tb_dir), flush_secs=10, purge_step=purge)
 
     @property
     def tb_dir(self) -> Path:

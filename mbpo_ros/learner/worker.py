@@ -252,7 +252,10 @@ class Worker:
             self.update_times.append((now, updates))
         t0, u0 = self.update_times[0]
         ups = (updates - u0) / (now - t0) if now - t0 > 1e-3 else 0.0
+        sac = m.sac_metrics() if updates else {}  # the last update's losses (a host sync, at the stats interval)
         return {
+            **{f"sac_{k}": float(sac.get(k, math.nan))
+               for k in ("critic_loss", "actor_loss", "alpha", "entropy", "q_mean")},
             "env_steps": env_steps,
             "sac_updates": updates,
             "model_trains": int(m.model_trains),

@@ -3,9 +3,12 @@
 `AgentLearning` is the controller's `Learner` (control/controller.py): `submit(transition)` hands a
 transition to the TrainerProcess (train mode) and appends it to `<run_dir>/transitions.mcap` (train,
 collect); `policy(env_steps)` gives the latest snapshot (lock-step: after the trainer caught up) or
-the checkpoint's policy (deploy). It also writes one `episodes.csv` row per finished episode and
-runs the periodic checkpoints in a thread of its own, so none of this ever waits in the control loop
-(except the lock-step wait, which is the point of lock-step).
+the checkpoint's policy (deploy). It also writes one `episodes.csv` row per finished episode, the run's metrics (io/metrics.py:
+`metrics.csv`, TensorBoard scalars under `tb/` grouped `train/...` (episodes, SAC losses, UTD) and
+`model/...` (model hold-out losses, buffers), `learning_curve.png` at the end), and runs the
+periodic checkpoints in a thread of its own, so none of this ever waits in the control loop
+(except the lock-step wait, which is the point of lock-step). A resumed run keeps the metrics up to
+its checkpoint (rows after it are redone).
 """
 
 from __future__ import annotations
@@ -14,10 +17,23 @@ import csv
 import math
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
 from mbpo_ros.control import EpisodeSummary, Transition
+
+#: Episodes in the rolling window of train/success_rate.
+SUCCESS_WINDOW = 20
+#: trainer.stats() key -> TensorBoard tag (metrics.csv column) logged with every episode
+TRAINER_TAGS = {
+    "achieved_utd": "train/achieved_utd", "sac_updates": "train/sac_updates", "updates_per_s": "train/updates_per_s",
+    "sac_critic_loss": "train/critic_loss", "sac_actor_loss": "train/actor_loss", "sac_alpha": "train/alpha",
+    "sac_entropy": "train/entropy", "sac_q_mean": "train/q_mean",
+    "model_holdout_loss": "model/holdout_mse", "model_holdout_nll": "model/holdout_nll",
+    "truncated_fraction": "model/rollout_truncated_fraction", "model_trains": "model/trains",
+    "real_buffer": "model/real_buffer", "model_buffer": "model/model_buffer",
+}
 
 EPISODE_COLUMNS = ("env_steps", "episodes", "episode_return", "success", "final_distance_m",
                    "achieved_utd", "model_loss", "wall_seconds")
@@ -64,7 +80,8 @@ class AgentLearning:
 
     def __init__(self, p: Any, settings: Any, task: Any, run_dir: Path, log: Any) -> None:
         self.p, self.log, self.run_dir = p, log, run_dir
-        self.trainer = self.policy_snapshot = self.tlog = self.episode_log = None
+        self.trainer = self.policy_snapshot = self.tlog = self.episode_log = self.metrics = None
+        self._successes: deque = deque(maxlen=SUCCESS_WINDOW)
         self.env_steps_at_start = 0
         self.submitted = 0
         self.last_checkpoint = self.checkpoint_error = ""
@@ -98,7 +115,12 @@ class AgentLearning:
                 self.tlog = TransitionLog(run_dir / "transitions.mcap", obs_dim=task.obs_dim, act_dim=task.act_dim,
                                           resume=True)
             if p.mode != "deploy":
+                from mbpo_ros.io.metrics import MetricsLogger
+
                 self.episode_log = EpisodeLog(run_dir / "episodes.csv")
+                resumed = self.env_steps_at_start > 0
+                self.metrics = MetricsLogger(run_dir, x_key="env_steps", resume=resumed,
+                                             resume_at=self.env_steps_at_start if resumed else None)
         except BaseException:
             if self.trainer is not None:
                 self.trainer.close(checkpoint=False, timeout=10.0)
@@ -134,6 +156,13 @@ class AgentLearning:
             self.episode_log.append(e.env_steps, e.episode_return, e.success, e.final_distance,
                                     float(st.get("achieved_utd", math.nan)),
                                     float(st.get("model_holdout_loss", math.nan)))
+            self._successes.append(float(e.success))
+            row = {"env_steps": e.env_steps, "train/episodes": self.episode_log.episodes,
+                   "train/episode_return": e.episode_return, "train/success": int(bool(e.success)),
+                   "train/success_rate": sum(self._successes) / len(self._successes),
+                   "train/final_distance_m": e.final_distance}
+            row.update({tag: st[key] for key, tag in TRAINER_TAGS.items() if key in st})
+            self.metrics.log(row)
 
     def start(self) -> None:
         self._thread.start()
@@ -203,3 +232,12 @@ class AgentLearning:
             self.tlog.close()
         if self.episode_log is not None:
             self.episode_log.close()
+        if self.metrics is not None:
+            self.metrics.close()
+            if self.episode_log is not None and self.episode_log.episodes:
+                try:
+                    self.metrics.plot(["train/success_rate", "train/episode_return"],
+                                      title=f"agent_node, {self.run_dir.name}: training episodes "
+                                            f"(success over the last {SUCCESS_WINDOW})")
+                except (ValueError, OSError) as exc:  # a finished run is not lost over its plot
+                    self.log.warning(f"learning_curve.png not written: {exc}")

@@ -12,7 +12,8 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
     learning     NodeLearner: core.trainer_process.TrainerProcess (a child process) + the MCAP log
-    records      <run_dir>/transitions.mcap, episodes.csv, checkpoints on a timer, on request, at exit
+    records      <run_dir>/transitions.mcap, episodes.csv, metrics.csv + tb/ (train/, model/ scalars),
+                 learning_curve.png, checkpoints on a timer, on request, at exit
     services     ~/estop (SetBool), ~/save_checkpoint (Trigger), ~/pause_training (SetBool)
     threads      control (its own), one SingleThreadedExecutor (inputs, services, timers),
                  periodic checkpoints (waits on the trainer)
@@ -55,11 +56,15 @@ from mbpo_ros.nodes.agent_learning import AgentLearning
 from mbpo_ros.nodes.params import (
     AgentSettings,
     ParameterError,
+    agent_parameter_names,
+    check_command_line_params_files,
     check_value,
     controller_config,
     declare_parameters,
     node_specs,
+    report_bad_parameter,
 )
+from mbpo_ros.nodes.ros_logging import route_python_logging
 
 #: ReachConfig fields that change the reward (config/mbpo.yaml must carry ReachConfig's defaults)
 REWARD_FIELDS = ("success_threshold", "distance_weight", "action_penalty", "success_bonus")
@@ -75,6 +80,7 @@ class AgentNode(Node):
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("agent_node", **node_kwargs)
+        route_python_logging(self)  # io/'s and learner/'s Python logging: through this node's ROS logger
         self.settings: AgentSettings = declare_parameters(self)
         self.p = p = self.settings.node
         s = self.settings
@@ -386,6 +392,10 @@ class AgentNode(Node):
 def main(args: list[str] | None = None) -> int:
     """Run agent_node until SIGINT/SIGTERM; final stop command and checkpoint; exit 0 (2 on bad parameters)."""
     sys.setswitchinterval(0.001)  # the control thread needs the GIL promptly when its deadline comes
+    try:  # rclpy ignores params-file keys nobody declares: a misspelt one (control_rat) is refused here
+        check_command_line_params_files(sys.argv if args is None else args, "agent_node", agent_parameter_names())
+    except ParameterError as exc:
+        return report_bad_parameter("agent_node", exc)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -405,8 +415,7 @@ def main(args: list[str] | None = None) -> int:
                 code = 1
                 break
     except ParameterError as exc:
-        print(f"agent_node: invalid parameter: {exc}", file=sys.stderr, flush=True)
-        code = 2
+        code = report_bad_parameter("agent_node", exc)
     except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
         print(f"agent_node: failed to start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         code = 1
