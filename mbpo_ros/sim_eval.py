@@ -244,24 +244,26 @@ def _gl_probe(platform: str) -> str:
     return lines[-1].strip() if lines else f"exit code {proc.returncode}"
 
 
-def _video_env(args: argparse.Namespace, env_kwargs: dict):
-    """(env with rgb_array rendering, VideoWriter) for --video, or (None, None) with a one-line note on
-    stderr where this machine cannot render (the evaluation then runs without a video)."""
+def _choose_gl() -> bool:
+    """Before anything imports mujoco: on a headless machine without MUJOCO_GL, use EGL if it renders
+    (tried in a child: mujoco picks its GL platform when imported, and one that cannot load breaks the
+    import). False, with a one-line note, where nothing renders: the evaluation goes on without video."""
     import os
 
-    from mbpo_ros.io.video import VideoWriter
-
-    writer = VideoWriter(args.video, fps=20.0, every=args.video_every)  # bad suffix / no encoder: ValueError
     headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     if headless and "MUJOCO_GL" not in os.environ and "mujoco" not in sys.modules:
-        # mujoco picks its GL platform when imported, and a platform that cannot load breaks the import:
-        # try EGL (a GPU, or Mesa) in a child first, and use it only where it renders.
         why = _gl_probe("egl")
         if why:
             print(f"mbpo-ros eval: no video (no display, and MuJoCo's EGL renderer failed: {why}); "
                   "evaluating without it", file=sys.stderr)
-            return None, None
+            return False
         os.environ["MUJOCO_GL"] = "egl"
+    return True
+
+
+def _video_env(args: argparse.Namespace, env_kwargs: dict, writer):
+    """The env with rgb_array rendering for --video, or None with a one-line note on stderr where this
+    machine cannot render (the evaluation then runs without a video)."""
     size = {"width": 320, "height": 240} if writer.suffix == ".gif" else {"width": 640, "height": 480}
     env = make_env(render_mode="rgb_array", **size, **env_kwargs)
     try:
@@ -270,17 +272,25 @@ def _video_env(args: argparse.Namespace, env_kwargs: dict):
     except RuntimeError as exc:
         env.close()
         print(f"mbpo-ros eval: no video ({exc}); evaluating without it", file=sys.stderr)
-        return None, None
+        return None
     writer.fps = env.unwrapped.metadata["render_fps"] / args.video_every
-    return env, writer
+    return env
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        from mbpo_ros.io.video import VideoWriter
+
+        # --video: the file and encoder are checked, and the GL platform chosen, before mujoco loads
+        writer = VideoWriter(args.video, fps=20.0, every=args.video_every) if args.video else None
+        if writer is not None and not _choose_gl():
+            writer = None
         kw = env_kwargs_for(read_identity(args.checkpoint), args.robot, args.servo, args.ee_body, args.task)
         policy = load_policy(args.checkpoint)
-        env, writer = _video_env(args, kw) if args.video else (None, None)
-        env = env if env is not None else make_env(**kw)
+        env = _video_env(args, kw, writer) if writer is not None else None
+        if env is None:
+            writer = None
+            env = make_env(**kw)
         try:
             result = evaluate(policy, episodes=args.episodes, seed=args.seed, env=env,
                               on_frame=writer.add if writer is not None else None,
