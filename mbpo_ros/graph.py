@@ -95,7 +95,12 @@ def arg(default: Any, doc: str) -> Any:
 class TrainArgs:
     """Arguments of ``train.launch.py`` (twin_node + agent_node); defaults are the launch defaults."""
 
-    robot: str = arg("", "MJCF file of the simulated arm; empty = the bundled 6-DOF arm (sim/assets/arm6.xml)")
+    robot: str = arg("", "MJCF or URDF file of the simulated arm; empty = the bundled 6-DOF arm "
+                     "(sim/assets/arm6.xml); its joints, limits, home pose and goal box go to both nodes")
+    servo: str = arg("", "with robot: 'velocity' or 'position' turns the arm's torque motors (or a URDF's missing "
+                     "actuators) into servos; empty = the file's actuators")
+    ee_body: str = arg("", "with robot: add the end-effector site at this body; empty = the model has ee_site")
+    task: str = arg("reach", "task the agent learns (reach, or a plugin of the entry-point group mbpo_ros.tasks)")
     config: str = arg("", "agent_node parameters YAML; empty = config/mbpo.yaml from the package share")
     twin_config: str = arg("", "twin_node parameters YAML; empty = config/twin.yaml from the package share")
     control_rate: float = arg(20.0, "control rate in Hz: the agent's loop rate and the twin's control period (1/rate)")
@@ -239,6 +244,26 @@ def check_namespace(namespace: str, name: str = "namespace") -> str:
     return ns
 
 
+#: parameters `robot_parameters` gives each node
+TWIN_ARM_PARAMETERS = ("model_path", "servo", "ee_body", "reach.home_pose", "reach.goal_low", "reach.goal_high")
+AGENT_ARM_PARAMETERS = ("joint_names", "position_lower", "position_upper", "velocity_limits", "reach.home_pose",
+                        "reach.goal_low", "reach.goal_high")
+
+
+def robot_parameters(robot: str, servo: str = "", ee_body: str = "") -> dict[str, Any]:
+    """The parameters that point twin_node and agent_node at an arm model (sim/arm_model.py arm_profile):
+    model_path, servo, ee_body (twin); joint_names, limits (agent); home pose and goal box (both).
+    Raises ValueError (ArmModelError) naming the option that fixes the model."""
+    from mbpo_ros.sim.arm_model import arm_profile
+
+    path = str(Path(robot).expanduser().resolve())
+    prof = arm_profile(path, servo=servo, ee_body=ee_body)
+    return {"model_path": path, "servo": servo, "ee_body": ee_body, "joint_names": list(prof.joint_names),
+            "position_lower": list(prof.position_lower), "position_upper": list(prof.position_upper),
+            "velocity_limits": list(prof.velocity_limits), "reach.home_pose": list(prof.home_pose),
+            "reach.goal_low": list(prof.goal_low), "reach.goal_high": list(prof.goal_high)}
+
+
 def train_graph(args: TrainArgs) -> list[NodeSpec]:
     """twin_node + agent_node for training against the MuJoCo twin."""
     if args.control_rate <= 0:
@@ -252,8 +277,8 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         "lockstep": bool(args.lockstep),
         "seed": int(args.seed),
     }
-    if args.robot:
-        twin_params["model_path"] = str(Path(args.robot).expanduser().resolve())
+    arm: dict[str, Any] = robot_parameters(args.robot, args.servo, args.ee_body) if args.robot else {}
+    twin_params.update({k: v for k, v in arm.items() if k in TWIN_ARM_PARAMETERS})
     agent_params: dict[str, Any] = {
         "control_rate": float(args.control_rate),
         "use_sim_time": bool(args.use_sim_time),
@@ -262,6 +287,8 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         "seed": int(args.seed),
         "mode": "train",
         "reset_service": TWIN_RESET_SERVICE,  # relative: the twin in the same namespace
+        "task": args.task,
+        **{k: v for k, v in arm.items() if k in AGENT_ARM_PARAMETERS},
     }
     if args.run_dir:
         agent_params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())

@@ -74,19 +74,24 @@ def env_kwargs_for(identity: dict, robot: str = "", servo: str = "", ee_body: st
     arm named by `robot` (then checked against the identity: ValueError naming the difference)."""
     from mbpo_ros.core.arm_task import get_task_class
     from mbpo_ros.core.identity import check_robot, check_task
+    from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
+    from mbpo_ros.sim.reach_env import twin_identity
 
     rec_task, rec_robot = identity.get("task"), identity.get("robot")
     kw: dict = {}
     if robot:
-        from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
-        from mbpo_ros.sim.reach_env import twin_identity
-
         kw.update(robot=str(Path(robot).expanduser().resolve()), servo=servo, ee_body=ee_body)
-        twin = ArmTwin(TwinConfig(model_path=kw["robot"], servo=servo, ee_body=ee_body))
-        rate = float((rec_robot or {}).get("control_rate", 20.0))
-        check_robot(rec_robot, twin_identity(twin, rate))
     elif rec_robot and rec_robot.get("model"):
         kw.update(robot=rec_robot["model"], servo=rec_robot.get("servo", ""), ee_body=rec_robot.get("ee_body", ""))
+    # the arm first: a checkpoint for another arm is refused naming the joints, before the task is built
+    twin = ArmTwin(TwinConfig(model_path=kw.get("robot", ""), servo=kw.get("servo", ""),
+                              ee_body=kw.get("ee_body", "")))
+    try:
+        check_robot(rec_robot, twin_identity(twin, float((rec_robot or {}).get("control_rate", 20.0))))
+    except ValueError as exc:
+        if robot or (rec_robot or {}).get("model"):
+            raise
+        raise ValueError(f"{exc} (the checkpoint names no model file: give the arm with --robot FILE)") from None
     if rec_task:
         if task and task != rec_task.get("name"):
             raise ValueError(f"the checkpoint was trained for task {rec_task.get('name')!r}, not {task!r}")

@@ -165,6 +165,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, metavar="N",
                         help=f"env steps (control steps at 20 Hz) to train for (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of twin and learner (default 0)")
+    parser.add_argument("--robot", default="", metavar="FILE",
+                        help="MJCF or URDF arm to train on (default: the bundled 6-DOF arm); check it first with "
+                             "mbpo-ros check-model FILE")
+    parser.add_argument("--servo", default="", choices=("", "velocity", "position"),
+                        help="with --robot: turn its torque motors (or a URDF's missing actuators) into servos")
+    parser.add_argument("--ee-body", default="", metavar="BODY",
+                        help="with --robot: add the end-effector site at this body")
+    parser.add_argument("--task", default="reach", metavar="NAME",
+                        help="task to learn: reach (default) or a task plugin taking a 3-D goal point")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="run directory (default runs/reach-<timestamp>); an existing run is refused "
                              "unless --resume")
@@ -235,9 +244,15 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         try:  # every argument, the params file and the domain are checked before anything is written
             out, done = _prepare(args)
+            if (args.servo or args.ee_body) and not args.robot:
+                raise ValueError("--servo and --ee-body apply to --robot FILE")
+            from mbpo_ros.nodes.params import agent_task_class
+
+            agent_task_class(args.task)  # an unknown task, or one the agent cannot run, is refused here
             specs = graph.train_graph(graph.TrainArgs(
                 config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
-                device=args.device, run_dir=str(Path(out).resolve()), seed=args.seed))
+                device=args.device, run_dir=str(Path(out).resolve()), seed=args.seed, robot=args.robot,
+                servo=args.servo, ee_body=args.ee_body, task=args.task))
             domain = stack.enter_context(ros_domain())
         except (ValueError, FileNotFoundError) as exc:
             print(f"mbpo-ros train: {exc}", file=sys.stderr)
@@ -254,7 +269,14 @@ def _episodes(desc: str, total: int):
 
 def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -> int:
     from mbpo_ros.io.metrics import MetricsLogger, Progress
-    from mbpo_ros.sim_eval import evaluate, load_policy, random_policy_baseline
+    from mbpo_ros.sim_eval import (
+        env_kwargs_for,
+        evaluate,
+        load_policy,
+        make_env,
+        random_policy_baseline,
+        read_identity,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()
@@ -262,8 +284,13 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
 
     print(f"mbpo-ros train: run directory {out}" + (f" (resuming at {done} env steps)" if done else ""),
           flush=True)
+    arm = {"robot": str(Path(args.robot).expanduser().resolve()), "servo": args.servo,
+           "ee_body": args.ee_body} if args.robot else {}
+    env = make_env(task=args.task, **arm)
     with _episodes("random policy", args.baseline_episodes) as bar:
-        baseline = random_policy_baseline(episodes=args.baseline_episodes, seed=args.seed, on_episode=bar.update)
+        baseline = random_policy_baseline(episodes=args.baseline_episodes, seed=args.seed, on_episode=bar.update,
+                                          env=env)
+    env.close()
     print(f"random policy: {baseline.line()}", flush=True)
 
     nodes = [GraphProcess(s.name, graph.command_line(s), out / "logs" / f"{s.name}.log") for s in specs]
@@ -338,9 +365,12 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
         for n in nodes:
             print(f"  last lines of {n.name} ({n.log_path}):\n{n.tail()}", file=sys.stderr)
         return 1
+    # the arm and task the checkpoint names (checked against the twin's model: same joints, order, limits)
+    env = make_env(**env_kwargs_for(read_identity(checkpoint), **arm))
     with _episodes("final evaluation", args.eval_episodes) as bar:
         result = evaluate(load_policy(checkpoint), episodes=args.eval_episodes, seed=args.seed,
-                          on_episode=bar.update)
+                          on_episode=bar.update, env=env)
+    env.close()
     rows = tail.rows
     # The agent wrote metrics.csv and tb/ (train/, model/); the final evaluation goes beside them (eval/).
     with MetricsLogger(out, x_key="env_steps", resume=True) as metrics:
@@ -351,8 +381,9 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
         metrics.plot(["train/success_rate", "train/episode_return"],
                      baselines={"train/success_rate": baseline.success_rate,
                                 "train/episode_return": baseline.mean_return},
-                     title=(f"Reach on the MuJoCo twin, MBPO seed {args.seed}: training episodes "
-                            f"(success over the last {WINDOW});\nfinal deterministic evaluation "
+                     title=(f"{args.task} on the MuJoCo twin"
+                            f"{' (' + Path(args.robot).name + ')' if args.robot else ''}, MBPO seed {args.seed}: "
+                            f"training episodes (success over the last {WINDOW});\nfinal deterministic evaluation "
                             f"{result.success_rate:.0%} success over {result.episodes} episodes"))
     summary = {
         "env_steps": int(rows[-1]["env_steps"]) if rows else 0,

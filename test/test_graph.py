@@ -98,7 +98,7 @@ def _train_specs(**kw):
 
 
 def test_train_graph_content():
-    twin, agent = _train_specs(control_rate=50.0, lockstep=True, seed=3, run_dir="runs/x", robot="my_arm.xml")
+    twin, agent = _train_specs(control_rate=50.0, lockstep=True, seed=3, run_dir="runs/x", robot=graph.bundled_robot())
     assert (twin.executable, twin.name, agent.executable, agent.name) == (
         "twin_node", "twin_node", "agent_node", "agent_node")
     assert twin.params_files == ("/tmp/twin.yaml",) and agent.params_files == (AGENT_YAML,)
@@ -108,6 +108,12 @@ def test_train_graph_content():
     assert twin.parameters["seed"] == agent.parameters["seed"] == 3
     assert Path(agent.parameters["run_dir"]).is_absolute()
     assert Path(twin.parameters["model_path"]).is_absolute()
+    # the arm's joints and limits go to the agent, its home pose and goal box to both nodes
+    assert agent.parameters["joint_names"][0] == "shoulder_pan" and len(agent.parameters["position_lower"]) == 6
+    for key in ("reach.home_pose", "reach.goal_low", "reach.goal_high"):
+        assert twin.parameters[key] == agent.parameters[key]
+    with pytest.raises(ValueError, match="does not exist"):
+        _train_specs(robot="no_such_arm.urdf")
     assert agent.parameters["reset_service"] == "twin_node/reset"  # relative: the twin in the agent's namespace
     assert twin.namespace == agent.namespace == "", "default: the root namespace"
     assert "use_sim_time" not in twin.parameters, "the twin owns time; it must not follow /clock"

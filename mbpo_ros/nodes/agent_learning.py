@@ -70,6 +70,14 @@ class EpisodeLog:
         self._file.close()
 
 
+def agent_identity(p: Any) -> dict:
+    """This agent's arm as a checkpoint records it: joint names and order, limits, command interface, rate."""
+    from mbpo_ros.core.identity import robot_identity
+
+    return robot_identity(p.joint_names, p.position_lower, p.position_upper, p.velocity_limits, p.command_interface,
+                          p.control_rate)
+
+
 class AgentLearning:
     """Trainer, policy and records of one agent_node run (module docstring).
 
@@ -92,19 +100,25 @@ class AgentLearning:
             if p.mode == "train":
                 from mbpo_ros.learner import TrainerProcess
 
-                # the child builds the same ReachTask (reach.* included): its rollouts score like the log
+                # the child builds the same task (reach.* included): its rollouts score like the log; the
+                # checkpoint names the arm and the task (core/identity.py)
                 self.trainer = TrainerProcess(task.obs_dim, task.act_dim, settings.cfg, p.task, run_dir, resume=True,
                                               queue_size=p.queue_size, lockstep=p.lockstep,
-                                              task_kwargs={"cfg": settings.reach, "n_joints": len(p.joint_names)})
+                                              task_kwargs={"cfg": settings.reach, "n_joints": len(p.joint_names),
+                                                           "robot": agent_identity(p)})
                 self.trainer.start()
                 st = self.trainer.stats()
                 self.env_steps_at_start = int(st.get("env_steps", 0))
                 if st.get("resumed"):
                     log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps")
             elif p.mode == "deploy":
-                from mbpo_ros.io.checkpoint import load_policy
+                from mbpo_ros.core.identity import check_robot, check_task
+                from mbpo_ros.io.checkpoint import load_identity, load_policy
 
                 self.policy_snapshot = load_policy(p.checkpoint)
+                recorded = load_identity(p.checkpoint)  # refuse another arm or task, naming the difference
+                check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}")
+                check_task(recorded["task"], task.name, task.obs_dim, task.act_dim, what=f"checkpoint {p.checkpoint}")
                 if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):
                     raise ValueError(
                         f"parameter 'checkpoint': its policy maps {self.policy_snapshot.obs_dim} observations to "

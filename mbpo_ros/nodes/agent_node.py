@@ -51,12 +51,12 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from mbpo_ros.control import Command, Controller, PeriodStats, Phase
 from mbpo_ros.control.inputs import RejectedMessage, ResetStatus
-from mbpo_ros.core.reach import ReachTask
 from mbpo_ros.nodes.agent_learning import AgentLearning
 from mbpo_ros.nodes.params import (
     AgentSettings,
     ParameterError,
     agent_parameter_names,
+    agent_task_class,
     check_command_line_params_files,
     check_value,
     controller_config,
@@ -84,7 +84,7 @@ class AgentNode(Node):
         self.settings: AgentSettings = declare_parameters(self)
         self.p = p = self.settings.node
         s = self.settings
-        self.task = ReachTask(s.reach, n_joints=len(p.joint_names))
+        self.task = agent_task_class(p.task)(s.reach, n_joints=len(p.joint_names))
         self.period = 1.0 / p.control_rate
         self.run_dir = Path(p.run_dir or os.path.join("runs", "agent_node")).expanduser().resolve()
         try:

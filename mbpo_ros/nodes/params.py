@@ -154,7 +154,8 @@ class AgentParams:
                    "collect: log transitions only (random actions)", choices=("train", "deploy", "collect"))
     collect_actions: str = _p("random", "collect mode: random (uniform in [-1, 1]) or sine (a smooth sweep, "
                               "joint j at 0.2 + 0.1 j Hz)", choices=("random", "sine"))
-    task: str = _p("reach", "task whose observation, reward and time limit the node uses", choices=("reach",))
+    task: str = _p("reach", "task whose observation, reward and time limit the node uses: reach, or a task "
+                   "plugin (entry-point group mbpo_ros.tasks) taking a 3-D goal point; its settings are reach.*")
     joint_names: list = _p(list(DEFAULT_JOINTS), "arm joints in command order; JointState is matched by name")
     position_lower: list = _p(list(DEFAULT_LOWER), "lower position limit per joint [rad]", -100.0, 100.0)
     position_upper: list = _p(list(DEFAULT_UPPER), "upper position limit per joint [rad]", -100.0, 100.0)
@@ -343,6 +344,22 @@ class AgentSettings:
     values: dict[str, Any]  # every parameter by name, as declared
 
 
+def agent_task_class(name: str):
+    """The task class the agent runs for parameter 'task' (core/arm_task.py registry); ParameterError when
+    there is none, or when it needs more than a 3-D goal point (the agent's goal topic is a PointStamped)."""
+    from mbpo_ros.core.arm_task import get_task_class
+
+    try:
+        cls = get_task_class(name)
+    except ValueError as exc:
+        raise ParameterError(f"parameter 'task': {exc}") from exc
+    if getattr(cls, "target_dim", 3) != 3:
+        raise ParameterError(f"parameter 'task' = {name!r}: its goal has {cls.target_dim} values and agent_node "
+                             "takes a 3-D goal point (geometry_msgs/PointStamped); train it on the twin in-process "
+                             f"with mbpo-ros gym --env mbpo_ros/ArmReach-v0 --task {name}")
+    return cls
+
+
 def build_settings(values: dict[str, Any]) -> AgentSettings:
     """Typed settings from {name: value} (every spec present), with the cross-parameter checks.
 
@@ -351,14 +368,18 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
     node_vals = {s.name: values[s.name] for s in node_specs()}
     node = AgentParams(**copy.deepcopy(node_vals))
     try:
-        cfg = validate(unflatten({s.name: values[s.name] for s in core_specs(node.task)}, preset(node.task)))
+        cfg = validate(unflatten({s.name: values[s.name] for s in core_specs()}, preset("reach")))
     except ValueError as exc:
         raise ParameterError(f"parameter {exc}") from exc
+    task_cls = agent_task_class(node.task)
+    fields = {f.name for f in dataclasses.fields(task_cls.config_class)}
     reach_kwargs = {}
     for s in reach_specs():
         v = values[s.name]
-        reach_kwargs[s.name.split(".", 1)[1]] = tuple(v) if isinstance(v, list) else v
-    reach = ReachConfig(control_rate=float(node.control_rate), **reach_kwargs)
+        key = s.name.split(".", 1)[1]
+        if key in fields:
+            reach_kwargs[key] = tuple(v) if isinstance(v, list) else v
+    reach = task_cls.config_class(control_rate=float(node.control_rate), **reach_kwargs)
     n = len(node.joint_names)
     try:
         validate_reach_config(reach, n)

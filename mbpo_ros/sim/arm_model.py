@@ -354,8 +354,9 @@ def check_arm(path: str, servo: str = "", ee_body: str = "", ee_site: str = "ee_
 # --------------------------------------------------------------------------- arm profile
 
 
-#: Position limits given to the agent for a joint the model leaves unlimited [rad or m].
-UNLIMITED = 100.0
+#: Position limits given to the agent for a joint the model leaves unlimited [rad or m]: about 8 turns,
+#: inside the agent's plausibility bound max_abs_position (100).
+UNLIMITED = 50.0
 
 
 @dataclass(frozen=True)

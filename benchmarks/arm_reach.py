@@ -1,0 +1,87 @@
+"""Reach on other arms: MBPO (in-process, `mbpo-ros gym --env mbpo_ros/ArmReach-v0`) against the random
+policy on the 2-joint reacher, the bundled 6-joint arm and the 7-joint pusher, each converted by
+`--servo velocity --ee-body BODY` (Gymnasium's model files, found in the installed package).
+
+For each arm: train `--steps` env steps (the "reach" preset, seed 0), then evaluate the final
+checkpoint's deterministic policy and the uniform random policy on the same 50 seeded episodes
+(`mbpo-ros eval`'s definition: the end effector ends the episode within the success threshold).
+Prints one table row per arm and writes benchmarks/results/arm_reach.json.
+
+Run:  nice -n 10 .venv/bin/python benchmarks/arm_reach.py [--steps 3000] [--arms reacher,arm6,pusher]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def gym_asset(name: str) -> str:
+    import gymnasium
+
+    return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", name)
+
+
+ARMS = {
+    "reacher": lambda: ["--robot", gym_asset("reacher.xml"), "--servo", "velocity", "--ee-body", "fingertip"],
+    "arm6": lambda: [],
+    "pusher": lambda: ["--robot", gym_asset("pusher_v5.xml"), "--servo", "velocity", "--ee-body", "tips_arm"],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--arms", default="reacher,arm6,pusher")
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="", help="keep the runs here (default: a temporary directory)")
+    args = parser.parse_args()
+
+    from mbpo_ros import sim_eval
+
+    out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="arm_reach-"))
+    rows = []
+    print("| arm | joints | env steps | MBPO success | random success | MBPO final distance | random final distance "
+          "| train minutes |", flush=True)
+    print("|---|---|---|---|---|---|---|---|", flush=True)
+    for arm in args.arms.split(","):
+        run = out_root / arm
+        t0 = time.monotonic()
+        cmd = [sys.executable, "-m", "mbpo_ros.cli", "gym", "--env", "mbpo_ros/ArmReach-v0", *ARMS[arm](),
+               "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--quiet",
+               "--no-tensorboard", "--eval-episodes", "1"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        minutes = (time.monotonic() - t0) / 60
+        if proc.returncode != 0:
+            print(f"{arm}: training failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        kw = sim_eval.env_kwargs_for(sim_eval.read_identity(run / "checkpoint"))
+        env = sim_eval.make_env(**kw)
+        trained = sim_eval.evaluate(sim_eval.load_policy(run / "checkpoint"), args.episodes, args.seed, env)
+        rand = sim_eval.random_policy_baseline(args.episodes, args.seed, env)
+        env.close()
+        n = len(sim_eval.read_identity(run / "checkpoint")["robot"]["joint_names"])
+        row = {"arm": arm, "joints": n, "steps": args.steps, "success": trained.success_rate,
+               "random_success": rand.success_rate, "final_distance_m": trained.final_distance_m,
+               "random_final_distance_m": rand.final_distance_m, "train_minutes": minutes}
+        rows.append(row)
+        print(f"| {arm} | {n} | {args.steps} | {trained.success_rate:.0%} | {rand.success_rate:.0%} | "
+              f"{100 * trained.final_distance_m:.1f} cm | {100 * rand.final_distance_m:.1f} cm | {minutes:.1f} |",
+              flush=True)
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "arm_reach.json").write_text(json.dumps({"rows": rows, "argv": sys.argv[1:]}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
