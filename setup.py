@@ -32,6 +32,7 @@ setup(
     entry_points={
         "console_scripts": [
             "agent_node = mbpo_ros.nodes.agent_node:main",
+            "agent_lifecycle_node = mbpo_ros.nodes.agent_lifecycle_node:main",
             "twin_node = mbpo_ros.nodes.twin_node:main",
             "mbpo-ros = mbpo_ros.cli:main",
         ],

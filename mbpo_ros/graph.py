@@ -52,6 +52,7 @@ PACKAGE = "mbpo_ros"
 EXECUTABLE_MODULES = {
     "twin_node": "mbpo_ros.nodes.twin_node",
     "agent_node": "mbpo_ros.nodes.agent_node",
+    "agent_lifecycle_node": "mbpo_ros.nodes.agent_lifecycle_node",
 }
 
 #: The command topics of the two standard ros2_control controllers a real arm usually runs. Relative:
@@ -108,7 +109,7 @@ class TrainArgs:
     real_time_factor: float = arg(1.0, "twin speed: 1.0 = wall-clock time, >1 faster, 0 = as fast as possible")
     lockstep: bool = arg(False, "twin advances one control period per command; agent steps per joint state (deterministic)")
     device: str = arg("auto", "torch device for training: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
-    run_dir: str = arg("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = the agent's default")
+    run_dir: str = arg("", "run directory (checkpoint/, transitions/, episodes.csv); empty = the agent's default")
     seed: int = arg(0, "random seed of the twin (goals, noise) and of the learner")
     namespace: str = arg("", _NAMESPACE_DOC)
 

@@ -18,7 +18,7 @@ What `make demo` runs. With no arguments it
 
 It exits non-zero with the node's last log lines if a node dies. Node logs are in ``<out>/logs/``.
 
-Run directory: checkpoint/, transitions.mcap, episodes.csv (agent_node), metrics.csv, tb/,
+Run directory: checkpoint/, transitions/ (a rosbag2 directory), episodes.csv (agent_node), metrics.csv, tb/,
 learning_curve.png, summary.json, logs/. ``--resume`` continues such a directory: the agent resumes
 from checkpoint/, metrics.csv keeps the rows up to the checkpoint, and training goes on until the
 run has ``--steps`` env steps in all.

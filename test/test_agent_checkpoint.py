@@ -49,7 +49,7 @@ def _checkpoint_counts(run_dir):
 def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, robot, start_agent):
     from std_srvs.srv import SetBool, Trigger
 
-    from mbpo_ros.io.transition_log import read_transitions
+    from mbpo_ros.io.transition_log import read_transitions, segment_paths
 
     run_dir = tmp_path / "run"
     robot.shuffle = True  # JointState order shuffled on every message: observations must not change
@@ -94,7 +94,7 @@ def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, 
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
-    segments = sorted(run_dir.glob("transitions*.mcap"))
+    segments = segment_paths(run_dir)  # the rosbag2 directory run_dir/transitions/
     assert len(segments) == 2
     decoded = []
     for seg in segments:

@@ -42,7 +42,7 @@ def test_mbpo_ros_train_reduced_budget_beats_random(tmp_path):
     assert summary["env_steps"] >= REDUCED_STEPS
     assert summary["episodes"] >= REDUCED_STEPS // 100
     assert summary["node_exit_codes"] == {"agent_node": 0, "twin_node": 0}
-    for name in ("checkpoint", "transitions.mcap", "metrics.csv", "learning_curve.png", "episodes.csv", "tb"):
+    for name in ("checkpoint", "transitions/metadata.yaml", "metrics.csv", "learning_curve.png", "episodes.csv", "tb"):
         assert (out / name).exists(), f"{name} missing from the run directory"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((out / "tb").glob("events.out.tfevents.*")), "no TensorBoard scalars"

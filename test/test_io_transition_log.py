@@ -69,7 +69,7 @@ def test_write_and_read_back_exactly(tmp_path):
     with TransitionLog(tmp_path, OBS, ACT) as log:
         _write(log, tr)
     assert log.dropped == 0 and log.written == 300
-    path = tmp_path / "transitions.mcap"
+    path = tmp_path / "transitions" / "transitions.mcap"  # the log is a rosbag2 directory
     assert segment_paths(tmp_path) == [path]
     _assert_equal(read_transitions(tmp_path), tr)
     _assert_equal(read_transitions(path), tr)
@@ -125,7 +125,7 @@ def test_restart_appends_new_segment(tmp_path):
     assert [p.name for p in segment_paths(tmp_path / "run")] == [
         "transitions.mcap", "transitions.1.mcap", "transitions.2.mcap"]
     _assert_equal(read_transitions(tmp_path / "run"), _concat(a, b, c))
-    _assert_equal(read_transitions(tmp_path / "run" / "transitions.1.mcap"), b)  # one segment alone
+    _assert_equal(read_transitions(tmp_path / "run" / "transitions" / "transitions.1.mcap"), b)  # one segment
 
     with TransitionLog(tmp_path / "run", OBS, ACT, resume=False) as log:
         _write(log, c)
@@ -155,7 +155,7 @@ def test_killed_writer_keeps_earlier_data(tmp_path, kill_after_first_line):
     with TransitionLog(tmp_path, OBS, ACT) as log:
         _write(log, first)
     assert kill_after_first_line(_KILLED, tmp_path, os.path.dirname(__file__), delay=0.2) == "flushed"
-    killed_segment = tmp_path / "transitions.1.mcap"
+    killed_segment = tmp_path / "transitions" / "transitions.1.mcap"
     assert killed_segment.stat().st_size > 0
     with open(killed_segment, "rb") as f, pytest.raises(McapError):  # no footer: not a complete MCAP
         make_reader(f).get_summary()
@@ -244,7 +244,7 @@ def test_exit_without_close_still_finishes_the_file(tmp_path):
         "    log.append([i, i], [0.5], 1.0, [i + 1, i + 1], False, False, 0, i, 1000 + i)\n"
     )  # the interpreter exits normally without log.close()
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
-    with open(tmp_path / "transitions.mcap", "rb") as f:
+    with open(tmp_path / "transitions" / "transitions.mcap", "rb") as f:
         assert make_reader(f).get_summary().statistics.message_count == 50  # footer written
     np.testing.assert_array_equal(read_transitions(tmp_path)["step"], np.arange(50))
 
@@ -360,3 +360,54 @@ def test_full_disk_error_then_recovery_in_a_new_segment(small_disk):
     assert len(got["step"]) == log.written, "every transition the writer kept is on disk and readable"
     assert got["step"][-1] == tr["step"][299], "the writer logs again after the disk had space"
     assert len(segment_paths(small_disk / "run")) >= 2
+
+
+def test_the_log_is_one_rosbag2_directory_that_covers_every_session(tmp_path, kill_after_first_line):
+    """Regression (issue 15): loose .mcap files, `ros2 bag play` takes one path. The log is a bag directory:
+    metadata.yaml (rosbag2's format) lists every segment in order, with counts, time span and the QoS."""
+    import inspect
+
+    import yaml
+
+    tr = _transitions(90)
+    with TransitionLog(tmp_path / "run", OBS, ACT) as log:
+        _write(log, tr, 0, 40)
+    # a session killed mid-way (after a flush: metadata.yaml was rewritten then)
+    assert kill_after_first_line(_KILLED, tmp_path / "run", os.path.dirname(__file__), delay=0.2) == "flushed"
+    with TransitionLog(tmp_path / "run", OBS, ACT) as log:
+        _write(log, tr, 40, 90)
+    bag = tmp_path / "run" / "transitions"
+    info = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    got = read_transitions(tmp_path / "run")
+    assert read_transitions(bag)["obs"].shape == got["obs"].shape  # the bag directory is a log path too
+    assert info["relative_file_paths"] == [p.name for p in segment_paths(bag)] == [
+        "transitions.mcap", "transitions.1.mcap", "transitions.2.mcap"]
+    assert [f["message_count"] for f in info["files"]] == [int((got["segment"] == i).sum()) for i in range(3)]
+    assert info["message_count"] == len(got["obs"]) and info["storage_identifier"] == "mcap"
+    (topic,) = info["topics_with_message_count"]
+    assert topic["topic_metadata"]["name"] == tl.TOPIC and topic["topic_metadata"]["type"] == tl.MSG_TYPE
+    assert yaml.safe_load(topic["topic_metadata"]["offered_qos_profiles"])[0]["reliability"] == 1  # reliable
+    assert info["starting_time"]["nanoseconds_since_epoch"] == int(got["stamp_ns"].min())
+    # the same QoS on each segment's channel, where rosbag2's MCAP storage looks for it
+    with open(bag / "transitions.mcap", "rb") as f:
+        (channel,) = make_reader(f).get_summary().channels.values()
+    assert channel.metadata["offered_qos_profiles"] == topic["topic_metadata"]["offered_qos_profiles"]
+    # written through mcap's public API only
+    source = inspect.getsource(tl)
+    assert "._writer._writer" not in source and "_channel_ids" not in source
+
+
+def test_loose_segments_of_an_older_version_are_read_and_continued(tmp_path):
+    """Runs written before the bag directory keep their loose transitions*.mcap: read first, and the bag
+    numbers its segments after them (log ids stay unique)."""
+    tr = _transitions(60)
+    with TransitionLog(tmp_path / "old", OBS, ACT) as log:
+        _write(log, tr, 0, 30)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "old" / "transitions" / "transitions.mcap").rename(tmp_path / "run" / "transitions.mcap")
+    with TransitionLog(tmp_path / "run", OBS, ACT) as log:
+        _write(log, tr, 30, 60)
+    got = read_transitions(tmp_path / "run" / "transitions.mcap")
+    _assert_equal(got, tr)
+    assert len(set(got["log_id"].tolist())) == 60
+    assert [p.name for p in segment_paths(tmp_path / "run")] == ["transitions.mcap", "transitions.1.mcap"]

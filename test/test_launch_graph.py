@@ -87,4 +87,4 @@ def test_train_launch_graph_runs_and_checkpoints_on_shutdown(ros_domain, run_dir
     yield
     # After launch shut the graph down (SIGINT), the agent has written its final checkpoint and the log.
     assert (run_dir / "checkpoint").is_dir(), f"no final checkpoint in {run_dir}"
-    assert (run_dir / "transitions.mcap").is_file(), f"no transition log in {run_dir}"
+    assert (run_dir / "transitions" / "metadata.yaml").is_file(), f"no transition log (rosbag2 directory) in {run_dir}"

@@ -56,7 +56,7 @@ def colcon_install(tmp_path_factory) -> Path:
 
 
 def test_node_executables_land_in_lib_pkg(colcon_install):
-    for exe in ("agent_node", "twin_node", "mbpo-ros"):
+    for exe in ("agent_node", "agent_lifecycle_node", "twin_node", "mbpo-ros"):
         path = colcon_install / "lib" / "mbpo_ros" / exe
         assert path.is_file(), f"{exe} missing from lib/mbpo_ros (ros2 run would not find it)"
         assert os.access(path, os.X_OK), f"{exe} is not executable"

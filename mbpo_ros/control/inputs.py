@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: every reason code a RejectedMessage may carry (the keys of the counters on /diagnostics)
 REJECT_REASONS = ("non_finite", "implausible", "wrong_size", "unknown_joint", "missing_joint", "out_of_order",
                   "negative_stamp", "future_stamp")
 
@@ -37,6 +38,8 @@ class RejectedMessage(ValueError):
     """An input message that must not be used. `reason` is a short code for counters."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REJECT_REASONS:  # a new code must be added there (and so documented)
+            raise TypeError(f"RejectedMessage reason {reason!r} is not one of {REJECT_REASONS}")
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail

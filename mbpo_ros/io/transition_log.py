@@ -1,9 +1,15 @@
-"""Real transitions as a ROS 2 bag: ``transitions.mcap`` in CDR (ROS 2 message) encoding.
+"""Real transitions as a ROS 2 bag: the rosbag2 directory ``<run_dir>/transitions/`` (``metadata.yaml``
+plus MCAP segments in CDR, ROS 2 message, encoding).
 
 Every real transition the agent sees becomes one ``std_msgs/msg/Float64MultiArray``
 message on topic ``/mbpo/transitions``, logged at the transition's ROS time stamp (ns).
-The standard type means ``ros2 bag play transitions.mcap`` / ``ros2 bag info``, Foxglove
-and ``mcap_ros2.reader.read_ros2_messages`` read it anywhere, with no custom package.
+The standard type and the bag directory mean ``ros2 bag info runs/<run>/transitions`` and
+``ros2 bag play runs/<run>/transitions`` cover the whole log (every session and segment), and
+Foxglove and ``mcap_ros2.reader.read_ros2_messages`` read each segment anywhere, with no custom
+package. ``metadata.yaml`` is rosbag2's (io/rosbag2.py; rewritten when a segment opens or closes
+and on ``flush()``), with the topic's offered QoS (reliable, volatile), which each segment's
+channel carries too (``offered_qos_profiles``, as rosbag2's MCAP storage writes it). Messages are
+written with mcap's public ``Writer`` API; the CDR bytes are laid out here (``_cdr_prefix``).
 ``layout.dim`` labels the segments of ``data`` (size = segment length, stride = size,
 ``data_offset`` = 0)::
 
@@ -20,7 +26,10 @@ Restarts and crashes - the log is a sequence of segment files. An MCAP file cann
 appended to after its footer, so each ``TransitionLog`` session writes new files next
 to the earlier ones::
 
-    transitions.mcap, transitions.1.mcap, transitions.2.mcap, ...
+    transitions/transitions.mcap, transitions/transitions.1.mcap, ..., transitions/metadata.yaml
+
+Loose ``<run_dir>/transitions*.mcap`` segments of an older mbpo_ros are still read (first), and a
+log continued in the bag numbers its segments after them.
 
 A session starts a new segment, and so do ``max_segment_transitions`` transitions
 (rotation) and a recovery after a failed write. Each is a complete, standalone MCAP
@@ -72,8 +81,20 @@ from typing import Any
 import numpy as np
 from mcap.exceptions import McapError
 from mcap.reader import NonSeekingReader
+from mcap.well_known import MessageEncoding, SchemaEncoding
+from mcap.writer import LIBRARY_IDENTIFIER as MCAP_LIBRARY
+from mcap.writer import CompressionType
+from mcap.writer import Writer as McapWriter
 from mcap_ros2.decoder import DecoderFactory
-from mcap_ros2.writer import Writer as Ros2Writer
+
+from mbpo_ros.io.rosbag2 import (
+    METADATA_FILE,
+    RELIABLE_VOLATILE_QOS,
+    SegmentInfo,
+    TopicInfo,
+    segment_info,
+    write_metadata,
+)
 
 __all__ = [
     "NOT_LOGGED",
@@ -193,16 +214,23 @@ _SEGMENT_RE = re.compile(r"^(?P<stem>.+?)(?:\.(?P<index>\d+))?\.mcap$")
 
 
 def _base_path(path: str | os.PathLike) -> Path:
-    """``path`` as the first segment's file: a ``.mcap`` file, or ``<dir>/transitions.mcap``."""
+    """``path`` as the log's base name: a ``.mcap`` file, ``<dir>/transitions.mcap`` for a run
+    directory, or ``<parent>/<bag>.mcap`` for a bag directory (one holding metadata.yaml)."""
     p = Path(path)
     if p.suffix == ".mcap":
         return p
+    if (p / METADATA_FILE).is_file():
+        return p.parent / f"{p.name}.mcap"
     return p / DEFAULT_NAME
 
 
-def segment_paths(path: str | os.PathLike) -> list[Path]:
-    """Existing segment files of the log at ``path`` (dir or base .mcap), in reading order."""
-    base = _base_path(path)
+def _bag_dir(base: Path) -> Path:
+    """The rosbag2 directory of the log with base ``<dir>/transitions.mcap``: ``<dir>/transitions/``."""
+    return base.with_suffix("")
+
+
+def _segments_named(base: Path) -> list[tuple[int, Path]]:
+    """(index, path) of the files ``<stem>.mcap``, ``<stem>.<i>.mcap`` beside ``base``."""
     if not base.parent.is_dir():
         return []
     stem = base.name[: -len(".mcap")]
@@ -211,11 +239,23 @@ def segment_paths(path: str | os.PathLike) -> list[Path]:
         m = _SEGMENT_RE.match(child.name)
         if m and m.group("stem") == stem and child.is_file():
             found.append((int(m.group("index") or 0), child))
-    return [p for _, p in sorted(found)]
+    return found
+
+
+def segment_paths(path: str | os.PathLike) -> list[Path]:
+    """Existing segment files of the log at ``path`` (run dir, bag dir or base .mcap), in reading order:
+    the bag directory's segments, after loose ones an older mbpo_ros wrote beside it (their indices
+    come first: a log continued in the bag numbers its segments after them)."""
+    base = _base_path(path)
+    bag = _bag_dir(base)
+    found = _segments_named(base) + _segments_named(bag / base.name)
+    return [p for _, p in sorted(found, key=lambda t: (t[0], t[1].parent == bag))]
 
 
 def _segment_path(base: Path, index: int) -> Path:
-    return base if index == 0 else base.with_name(f"{base.name[: -len('.mcap')]}.{index}.mcap")
+    """Where segment ``index`` of the log with base ``base`` is written: in its bag directory."""
+    name = base.name if index == 0 else f"{base.name[: -len('.mcap')]}.{index}.mcap"
+    return _bag_dir(base) / name
 
 
 def _segment_index(path: Path) -> int:
@@ -224,6 +264,32 @@ def _segment_index(path: Path) -> int:
 
 
 # ----------------------------------------------------------------------------- writing
+
+
+def _cdr_prefix(dims: list[tuple[str, int, int]], n: int) -> bytes:
+    """The bytes of a CDR (little-endian, ROS 2) std_msgs/msg/Float64MultiArray with layout ``dims``
+    (label, size, stride), data_offset 0 and ``n`` values, up to the first value: every message of a
+    log shares them, then ``n`` little-endian float64 follow. Alignment is relative to the byte after
+    the 4-byte encapsulation header, as CDR has it; mcap-ros2-support's decoder reads it back."""
+    out = bytearray(b"\x00\x01\x00\x00")  # CDR_LE encapsulation
+
+    def align(k: int) -> None:
+        out.extend(b"\x00" * ((-(len(out) - 4)) % k))
+
+    align(4)
+    out += struct.pack("<I", len(dims))  # layout.dim: sequence<MultiArrayDimension>
+    for label, size, stride in dims:
+        text = label.encode() + b"\x00"
+        align(4)
+        out += struct.pack("<I", len(text)) + text  # string label
+        align(4)
+        out += struct.pack("<II", size, stride)  # uint32 size, uint32 stride
+    align(4)
+    out += struct.pack("<I", 0)  # layout.data_offset
+    out += struct.pack("<I", n)  # data: sequence<float64> length
+    align(8)
+    return bytes(out)
+
 
 _FLUSH = object()
 _STOP = object()
@@ -263,7 +329,8 @@ class LogStatus:
 class TransitionLog:
     """Non-blocking logger of real transitions into MCAP segment files (see module doc).
 
-    path:           directory (the log is ``<dir>/transitions.mcap``...) or a ``.mcap`` base path.
+    path:           run directory (the log is the bag ``<dir>/transitions/``), the bag directory, or a
+                    ``.mcap`` base path ``<dir>/<name>.mcap`` (the bag ``<dir>/<name>/``).
     obs_dim:        observation length.
     act_dim:        action length.
     resume:         keep earlier segments and add a new one (default); False deletes them first.
@@ -299,12 +366,16 @@ class TransitionLog:
         self.obs_dim = int(obs_dim)
         self.act_dim = int(act_dim)
         self.base_path = _base_path(path)
-        self.base_path.parent.mkdir(parents=True, exist_ok=True)
+        self.bag_dir = _bag_dir(self.base_path)
+        self.bag_dir.mkdir(parents=True, exist_ok=True)
         existing = segment_paths(self.base_path)
         if not resume:
             for p in existing:
                 p.unlink()
+            (self.bag_dir / METADATA_FILE).unlink(missing_ok=True)
             existing = []
+        self._infos: dict[str, SegmentInfo] = {}  # closed bag segments (file name -> summary), for metadata.yaml
+        self._first_ns = self._last_ns = 0
         self.session = _segment_index(existing[-1]) + 1 if existing else 0
         self._segment = self.session  # index of the segment being written (created on first write)
         self.path = _segment_path(self.base_path, self._segment)
@@ -316,7 +387,7 @@ class TransitionLog:
 
         sizes = [self.obs_dim, self.act_dim, 1, self.obs_dim, 1, 1, 1, 1]
         self._width = sum(sizes)
-        self._dims = [{"label": f, "size": n, "stride": n} for f, n in zip(FIELDS, sizes)]
+        self._cdr_prefix = _cdr_prefix([(f, n, n) for f, n in zip(FIELDS, sizes)], self._width)
         self._schema_text = float64_multiarray_schema()
 
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=int(queue_size))
@@ -335,8 +406,8 @@ class TransitionLog:
         self._retry_at = 0.0
         self._closed = False
         self._file: Any = None
-        self._writer: Ros2Writer | None = None
-        self._schema: Any = None
+        self._writer: McapWriter | None = None
+        self._channel = 0
         self._thread = threading.Thread(target=self._run, name="transition-log-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)  # finish the file on a normal interpreter exit without close()
@@ -469,12 +540,13 @@ class TransitionLog:
         self._file = open(self.path, "wb")  # noqa: SIM115 - closed by _finish_segment / _fail
         # Chunks are closed only by _flush_file (at chunk_size bytes, flush_every transitions or
         # flush_interval), so the writer knows exactly which transitions reached the OS.
-        self._writer = Ros2Writer(self._file, chunk_size=1 << 62)
-        self._schema = self._writer.register_msgdef(MSG_TYPE, self._schema_text)
-        inner = self._writer._writer  # register the channel ourselves, to give it the session
-        self._writer._channel_ids[TOPIC] = inner.register_channel(
-            topic=TOPIC, message_encoding="cdr", schema_id=self._schema.id,
-            metadata={SESSION_KEY: str(self.session)})
+        self._writer = McapWriter(self._file, chunk_size=1 << 62, compression=CompressionType.ZSTD)
+        self._writer.start(profile="ros2", library=f"mbpo_ros transition_log ({MCAP_LIBRARY})")
+        schema_id = self._writer.register_schema(MSG_TYPE, SchemaEncoding.ROS2, self._schema_text.encode())
+        # the channel carries the session (log ids) and, as rosbag2's MCAP storage writes it, the offered QoS
+        self._channel = self._writer.register_channel(
+            topic=TOPIC, message_encoding=MessageEncoding.CDR, schema_id=schema_id,
+            metadata={SESSION_KEY: str(self.session), "offered_qos_profiles": RELIABLE_VOLATILE_QOS})
         self._writer.add_metadata("mbpo_ros.transitions", {
             "obs_dim": str(self.obs_dim),
             "act_dim": str(self.act_dim),
@@ -483,26 +555,29 @@ class TransitionLog:
             SESSION_KEY: str(self.session),
         })
         self._in_segment = 0
+        self._write_bag_metadata()
 
     def _write(self, vec: np.ndarray, stamp_ns: int, seq: int) -> None:
         if self._writer is None:
             self._open()
-        msg = {"layout": {"dim": self._dims, "data_offset": 0}, "data": vec.tolist()}
         self._unflushed.append(seq)  # lost with the chunk if this write or the chunk's flush fails
         self._unflushed_bytes += 8 * vec.size + 200
-        self._writer.write_message(TOPIC, self._schema, msg, log_time=stamp_ns, publish_time=stamp_ns,
-                                   sequence=seq)
+        self._writer.add_message(self._channel, log_time=stamp_ns, publish_time=stamp_ns, sequence=seq,
+                                 data=self._cdr_prefix + vec.astype("<f8").tobytes())
+        if self._in_segment == 0:
+            self._first_ns = stamp_ns
+        self._last_ns = stamp_ns
         self.written += 1
         self._in_segment += 1
 
     def _flush_file(self, fsync: bool) -> None:
         if self._writer is None:
             return
-        # mcap_ros2's Writer wraps an mcap.writer.Writer, whose public flush() closes the open chunk.
-        self._writer._writer.flush()
+        self._writer.flush()  # closes the open chunk (mcap's public API)
         self._file.flush()
         if fsync:
             os.fsync(self._file.fileno())
+            self._write_bag_metadata()
         if self._unflushed:
             self._durable_id = log_id(self.session, self._unflushed[-1])
             self._unflushed = []
@@ -520,6 +595,25 @@ class TransitionLog:
             self._unflushed = []
         self._file.close()
         self._file = self._writer = None
+        self._infos[self.path.name] = SegmentInfo(self.path.name, self._in_segment, self._first_ns, self._last_ns)
+        self._write_bag_metadata()
+
+    def _write_bag_metadata(self) -> None:
+        """``metadata.yaml`` of the bag directory (rosbag2's format, io/rosbag2.py): every segment in it,
+        the open one with what was written so far, so ``ros2 bag info/play <bag>`` covers the whole log."""
+        segs = []
+        for p in segment_paths(self.base_path):
+            if p.parent != self.bag_dir:
+                continue  # a loose segment of an older mbpo_ros, beside the bag: read_transitions reads it
+            if self._writer is not None and p == self.path:
+                segs.append(SegmentInfo(p.name, self._in_segment, self._first_ns, self._last_ns))
+                continue
+            if p.name not in self._infos:  # an earlier session's or a failed segment: summarised once
+                self._infos[p.name] = segment_info(p)
+            segs.append(self._infos[p.name])
+        write_metadata(self.bag_dir, segs, [TopicInfo(TOPIC, MSG_TYPE)], custom_data={
+            "mbpo_ros.obs_dim": self.obs_dim, "mbpo_ros.act_dim": self.act_dim,
+            "mbpo_ros.fields": ",".join(FIELDS)})
 
     def _fail(self, e: BaseException) -> None:
         """A write failed (disk full, I/O error): count what is lost, drop the segment, retry later."""

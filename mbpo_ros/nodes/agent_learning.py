@@ -1,7 +1,7 @@
 """The learning side of agent_node, without ROS: trainer process, transition log, episodes.csv, checkpoints.
 
 `AgentLearning` is the controller's `Learner` (control/controller.py): `submit(transition)` hands a
-transition to the TrainerProcess (train mode) and appends it to `<run_dir>/transitions.mcap` (train,
+transition to the TrainerProcess (train mode) and appends it to the rosbag2 directory `<run_dir>/transitions/` (train,
 collect); `policy(env_steps)` gives the latest snapshot (lock-step: after the trainer caught up) or
 the checkpoint's policy (deploy). It also writes one `episodes.csv` row per finished episode, the run's metrics (io/metrics.py:
 `metrics.csv`, TensorBoard scalars under `tb/` grouped `train/...` (episodes, SAC losses, UTD) and

@@ -12,7 +12,7 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
     learning     NodeLearner: core.trainer_process.TrainerProcess (a child process) + the MCAP log
-    records      <run_dir>/transitions.mcap, episodes.csv, metrics.csv + tb/ (train/, model/ scalars),
+    records      <run_dir>/transitions/ (rosbag2), episodes.csv, metrics.csv + tb/ (train/, model/ scalars),
                  learning_curve.png, checkpoints on a timer, on request, at exit
     services     ~/estop (SetBool), ~/save_checkpoint (Trigger), ~/pause_training (SetBool)
     threads      control (its own), one SingleThreadedExecutor (inputs, services, timers),
@@ -75,23 +75,30 @@ def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-class AgentNode(Node):
-    """The agent: parameters, inputs, control thread, controller, learner, records, services."""
+class AgentWiring:
+    """The agent's wiring, shared by the plain AgentNode and the managed (lifecycle) one
+    (nodes/agent_lifecycle_node.py): parameters (`_declare`), learner + inputs + outputs + services
+    (`_configure`), the control thread (`_start_control` / `_stop_control`), shutdown (`close`).
+    Mixed into an rclpy Node class."""
 
-    def __init__(self, **node_kwargs: Any) -> None:
-        super().__init__("agent_node", **node_kwargs)
+    def _declare(self) -> None:
+        """Parameters, validated (ParameterError otherwise), and what follows from them alone."""
         route_python_logging(self)  # io/'s and learner/'s Python logging: through this node's ROS logger
         self.settings: AgentSettings = declare_parameters(self)
         self.p = p = self.settings.node
-        s = self.settings
-        self.task = agent_task_class(p.task)(s.reach, n_joints=len(p.joint_names))
+        self.task = agent_task_class(p.task)(self.settings.reach, n_joints=len(p.joint_names))
         self.period = 1.0 / p.control_rate
         self.run_dir = Path(p.run_dir or os.path.join("runs", "agent_node")).expanduser().resolve()
+        self._stop = threading.Event()
+        self.control_thread: threading.Thread | None = None
+
+    def _configure(self) -> None:
+        """Load the policy / start the learner (AgentLearning), then subscriptions, publishers, services."""
+        p, s = self.p, self.settings
         try:
             self.learning = AgentLearning(p, s, self.task, self.run_dir, self.get_logger())
         except ValueError as exc:  # a deploy checkpoint that does not fit this arm
             raise ParameterError(str(exc)) from exc
-        self._stop = threading.Event()
         try:
             self._wire(p, s)
         except BaseException:
@@ -134,7 +141,6 @@ class AgentNode(Node):
             self.create_timer(p.checkpoint_period, self.learning.request_checkpoint, callback_group=diag_group,
                               clock=wall)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.control_thread = threading.Thread(target=self._control_loop, name="agent-control", daemon=True)
         self.get_logger().info(
             f"mode {p.mode}, {len(p.joint_names)} joints, {p.control_rate:g} Hz{' lock-step' if p.lockstep else ''}, "
             f"{p.command_interface} commands on {self.cmd_pub.topic_name} (state from {', '.join(self.topics)}), "
@@ -179,8 +185,25 @@ class AgentNode(Node):
         return self._stop.is_set()
 
     def start(self) -> None:
-        self.control_thread.start()
+        self._start_control()
         self.learning.start()
+
+    def _start_control(self) -> None:
+        """Commanding begins: a fresh control thread (the managed node starts one per activation)."""
+        self._stop.clear()
+        self.control_thread = threading.Thread(target=self._control_loop, name="agent-control", daemon=True)
+        self.control_thread.start()
+
+    def _stop_control(self) -> None:
+        """Commanding ends: the control thread stops, then the stop command (zero, or hold) is the last word."""
+        self._stop.set()
+        self._wake_control()
+        if self.control_thread is not None and self.control_thread.is_alive():
+            self.control_thread.join(timeout=5.0)
+        try:
+            self._publish(self.controller.shutdown_command(), final=True)
+        except Exception as exc:  # the context may already be gone; the arm's own controller remains
+            self.get_logger().warning(f"could not publish the final stop command: {exc}")
 
     def _control_loop(self) -> None:
         try:
@@ -378,15 +401,17 @@ class AgentNode(Node):
 
     def close(self) -> None:
         """Stop the control thread (after a last stop command), flush records, final checkpoint."""
-        self._stop.set()
-        self._wake_control()
-        if self.control_thread.is_alive():
-            self.control_thread.join(timeout=5.0)
-        try:
-            self._publish(self.controller.shutdown_command(), final=True)
-        except Exception as exc:  # the context may already be gone; the arm's own controller remains
-            self.get_logger().warning(f"could not publish the final stop command: {exc}")
+        self._stop_control()
         self.learning.close()
+
+
+class AgentNode(AgentWiring, Node):
+    """The agent (plain node): configured at construction, commanding from start() until close()."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        Node.__init__(self, "agent_node", **node_kwargs)
+        self._declare()
+        self._configure()
 
 
 def main(args: list[str] | None = None) -> int:

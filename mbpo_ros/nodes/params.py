@@ -200,7 +200,7 @@ class AgentParams:
                                  "[rad/s]", 1e-3, 1e6)
     max_abs_cartesian: float = _p(100.0, "plausibility bound: an ee_pose or goal coordinate beyond +-this is "
                                   "rejected [m]", 1e-3, 1e6)
-    run_dir: str = _p("", "run directory (checkpoint/, transitions.mcap, episodes.csv); empty = "
+    run_dir: str = _p("", "run directory (checkpoint/, transitions/, episodes.csv); empty = "
                       "runs/agent_node under the working directory")
     checkpoint: str = _p("", "deploy mode: checkpoint directory whose policy is run (<run_dir>/checkpoint)")
     checkpoint_period: float = _p(300.0, "seconds between periodic checkpoints while training; 0 = only on "
@@ -211,7 +211,7 @@ class AgentParams:
     reset_timeout: float = _p(10.0, "longest wait for the reset service or the drive home [s]", 0.1, 600.0)
     home_tolerance: float = _p(0.05, "real arm: the drive home ends when every joint is this close [rad]",
                                1e-4, 1.0)
-    log_transitions: bool = _p(True, "append transitions to <run_dir>/transitions.mcap")
+    log_transitions: bool = _p(True, "append transitions to the rosbag2 directory <run_dir>/transitions/")
     queue_size: int = _p(10000, "bound of the transition queue to the trainer (full: a transition is dropped "
                          "and counted on /diagnostics); the MCAP log has its own queue", 1, 10**7)
 
