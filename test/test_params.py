@@ -222,3 +222,18 @@ def test_python_logging_of_io_reaches_the_nodes_ros_logger_and_rosout(ros_contex
         logging.getLogger("mbpo_ros").propagate = True
         executor.remove_node(node)
         node.destroy_node()
+
+
+def test_agent_node_refuses_a_misspelt_params_file_key_in_one_line(tmp_path):
+    """Regression: `control_rat: 10.0` / `sac.gama` in the agent's params file ran with the defaults."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "mbpo.yaml"
+    bad.write_text("/**/agent_node:\n  ros__parameters:\n    sac:\n      gama: 0.9\n")
+    code = "import sys; from mbpo_ros.nodes.agent_node import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "--ros-args", "--params-file", str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "'sac.gama'" in proc.stderr and "did you mean 'sac.gamma'?" in proc.stderr
