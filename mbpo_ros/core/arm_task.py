@@ -101,6 +101,14 @@ class ArmTask(abc.ABC):
         """Where the goal is `t` seconds into the episode: [3] (m). Default: a fixed goal, its first 3 values."""
         return np.asarray(goal, dtype=np.float64)[:3]
 
+    def goal_relabelling(self):
+        """``(sample_goals, set_goal)`` when a transition may be relabelled with another goal (the goal
+        does not move and does not act on the arm, so the same motion is a transition for any goal),
+        else None (the default). ``sample_goals(n, generator, device)`` -> goals [n, goal_dim] (torch,
+        the episodes' goal distribution); ``set_goal(obs [B, o], goals [B, goal_dim])`` -> a new obs with
+        the goal and everything derived from it replaced. MBPO's ``mbpo.relabel_ratio`` uses them."""
+        return None
+
     def sample_home(self, rng: np.random.Generator) -> np.ndarray:
         """Start joint positions of an episode: [n] (rad), home_pose + uniform noise of cfg.home_noise."""
         noise = float(getattr(self.cfg, "home_noise", 0.0))

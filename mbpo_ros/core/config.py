@@ -197,6 +197,25 @@ class MBPOConfig:
         10**8,
     )
     eval_episodes: int = param(5, "episodes per deterministic-policy evaluation (gym runs)", 1, 1000)
+    relabel_ratio: float = param(
+        0.0,
+        "fraction of each SAC batch's transitions (real and model) relabelled with a goal drawn from the "
+        "task's goal distribution, reward recomputed (goal-conditioned tasks such as reach; 0 = off)",
+        0.0,
+        1.0,
+    )
+    rollout_relabel_ratio: float = param(
+        0.0,
+        "fraction of model rollout start states given a goal drawn from the task's goal distribution, so the "
+        "policy practises goals the robot has not seen (goal-conditioned tasks; 0 = off)",
+        0.0,
+        1.0,
+    )
+    model_relabel: bool = param(
+        False,
+        "train the ensemble on the real transitions with goals drawn afresh, so it learns that the dynamics "
+        "do not depend on the goal (goal-conditioned tasks)",
+    )
 
 
 @dataclass

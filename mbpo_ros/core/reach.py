@@ -223,6 +223,29 @@ class ReachTask(ArmTask):
         """A goal drawn uniformly from [goal_low, goal_high]: [3] (m)."""
         return rng.uniform(self.goal_low, self.goal_high)
 
+    def goal_relabelling(self):
+        """Goals uniform in the goal box and the observation's goal and goal offset rewritten, as torch
+        functions (see ArmTask.goal_relabelling); None for a subclass whose target moves (``target``
+        overridden), where a goal relabelled at both ends of a transition would not be the task's."""
+        if type(self).target is not ArmTask.target:
+            return None
+        import torch
+
+        low = torch.as_tensor(self.goal_low, dtype=torch.float32)
+        span = torch.as_tensor(self.goal_high - self.goal_low, dtype=torch.float32)
+
+        def sample_goals(n, generator=None, device=None):
+            u = torch.rand(n, 3, generator=generator, device=device)
+            return low.to(u.device) + span.to(u.device) * u
+
+        def set_goal(obs, goals):
+            out = obs.clone()
+            out[:, self.goal_slice] = goals
+            out[:, self.delta_slice] = goals - obs[:, self.ee_slice]
+            return out
+
+        return sample_goals, set_goal
+
     def sample_home(self, rng: np.random.Generator) -> np.ndarray:
         """Start joint positions: home_pose + uniform noise of half-width home_noise: [n] (rad)."""
         return self.home_pose + rng.uniform(-self.cfg.home_noise, self.cfg.home_noise, size=self.n_joints)

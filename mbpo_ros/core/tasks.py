@@ -35,6 +35,11 @@ class TaskSpec:
         reward_fn: same signature -> float [B], or None to use the model's reward prediction.
         identity: an arm task's {"task": ArmTask.settings(), "robot": the arm (joint names, limits, command
             interface, control rate, model)} as plain JSON; checkpoints record it (MBPO.state).
+        sample_goals: for goal-conditioned tasks (ArmTask.goal_relabelling), (n, generator, device) -> goals [n, g] from
+            the task's goal distribution (torch); None for tasks without a goal.
+        set_goal: (obs [B, o], goals [B, g]) -> a new obs [B, o] with the goal (and anything derived
+            from it, e.g. an offset to the goal) replaced; the dynamics do not depend on the goal, so
+            a transition relabelled on both ends (with reward_fn recomputed) is as real as the original.
     """
 
     name: str
@@ -43,6 +48,22 @@ class TaskSpec:
     termination_fn: TermFn
     reward_fn: TermFn | None = None
     identity: dict | None = None
+    sample_goals: Callable[..., torch.Tensor] | None = None
+    set_goal: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def has_goals(self) -> bool:
+        """Whether transitions can be relabelled with other goals (sample_goals, set_goal and reward_fn given)."""
+        return self.sample_goals is not None and self.set_goal is not None and self.reward_fn is not None
+
+    def relabel(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, generator=None):
+        """The transitions with goals drawn afresh from the task's distribution (one per row):
+        (obs [B, o], next_obs [B, o], reward [B]). Raises ValueError for a task without goals."""
+        if not self.has_goals:
+            raise ValueError(f"task {self.name!r} has no goals to relabel (it needs sample_goals, set_goal and reward_fn)")
+        goals = self.sample_goals(obs.shape[0], generator, obs.device)
+        obs, next_obs = self.set_goal(obs, goals), self.set_goal(next_obs, goals)
+        return obs, next_obs, self.reward_fn(obs, act, next_obs).to(obs.dtype)
 
 
 def _numpy_friendly(fn):
@@ -132,7 +153,9 @@ def arm_task_spec(task, robot: dict | None = None) -> TaskSpec:
         return np.asarray(out, dtype=np.float32) if isinstance(next_obs, np.ndarray) else out.float()
 
     identity = {"task": task.settings(), "robot": dict(robot) if robot else None}
-    return TaskSpec(task.name, int(task.obs_dim), int(task.act_dim), termination, reward, identity)
+    goals = task.goal_relabelling()
+    sample_goals, set_goal = goals if goals is not None else (None, None)
+    return TaskSpec(task.name, int(task.obs_dim), int(task.act_dim), termination, reward, identity, sample_goals, set_goal)
 
 
 def get_task(name: str, **kwargs) -> TaskSpec:

@@ -60,6 +60,12 @@ class MBPO:
             raise ValueError(
                 f"task {task.name!r} has obs_dim {task.obs_dim}, act_dim {task.act_dim}; MBPO was given {obs_dim}, {act_dim}"
             )
+        m = cfg.mbpo
+        if (m.relabel_ratio > 0 or m.rollout_relabel_ratio > 0 or m.model_relabel) and not task.has_goals:
+            raise ValueError(
+                f"mbpo.relabel_ratio, mbpo.rollout_relabel_ratio and mbpo.model_relabel need a goal-conditioned "
+                f"task; {task.name!r} has no goals"
+            )
         self.cfg = copy.deepcopy(cfg)
         self.task = task
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
@@ -148,6 +154,8 @@ class MBPO:
         if self.real_buffer.size < 2:
             raise ValueError(f"cannot train the model on {self.real_buffer.size} real transitions; need >= 2")
         obs, act, rew, next_obs, _ = self.real_buffer.chronological()
+        if m.model_relabel:
+            obs, next_obs, rew = self.task.relabel(obs, act, next_obs, self.generator)
         inputs = torch.cat([obs, act], dim=-1)
         targets = torch.cat([next_obs - obs, rew.unsqueeze(-1)], dim=-1)
         out = self.ensemble.fit(
@@ -173,6 +181,7 @@ class MBPO:
             m.uncertainty_threshold,
             self.generator,
             m.rollout_chunk,
+            m.rollout_relabel_ratio,
         )
 
     def update(self, n: int, sync: bool = True) -> dict:
@@ -200,12 +209,24 @@ class MBPO:
             obs, act, rew, next_obs, done = (
                 parts[0] if len(parts) == 1 else tuple(torch.cat(ts, dim=1) for ts in zip(*parts))
             )
+            if self.cfg.mbpo.relabel_ratio > 0:
+                obs, rew, next_obs = self._relabel(obs, act, rew, next_obs)
             noise = torch.randn(k, 2, B, self.act_dim, generator=g, device=self.device)
             for i in range(k):
                 self._sac_metrics = self.sac.update(obs[i], act[i], rew[i], next_obs[i], done[i], noise[i])
             done_updates += k
         self.sac_updates += n
         return self.sac_metrics() if sync else {"sac_updates": self.sac_updates}
+
+    def _relabel(self, obs, act, rew, next_obs):
+        """A random ``relabel_ratio`` of the batches' transitions ([k, B, ...]) with new goals."""
+        k, b = rew.shape
+        g = self.generator
+        o2, n2, r2 = self.task.relabel(obs.flatten(0, 1), act.flatten(0, 1), next_obs.flatten(0, 1), g)
+        mask = torch.rand(k, b, generator=g, device=self.device) < self.cfg.mbpo.relabel_ratio
+        m3 = mask.unsqueeze(-1)
+        return (torch.where(m3, o2.view_as(obs), obs), torch.where(mask, r2.view_as(rew), rew),
+                torch.where(m3, n2.view_as(next_obs), next_obs))
 
     def sac_metrics(self) -> dict:
         """The last SAC update's metrics as floats (a host sync)."""

@@ -1,0 +1,86 @@
+"""Goal relabelling (issue 13): a Reach transition relabelled with another goal is the transition the
+twin gives for that goal; MBPO relabels SAC batches, rollout starts and model data only for tasks with goals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mbpo_ros.core.config import preset
+from mbpo_ros.core.tasks import get_task
+from mbpo_ros.core.trainer import MBPO
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _episode(goal, steps=30, seed=3):
+    """Transitions of the gym twin for a fixed home pose and action sequence, towards `goal`."""
+    gym = pytest.importorskip("gymnasium")
+    import mbpo_ros.sim  # noqa: F401
+
+    env = gym.make("mbpo_ros/ArmReach-v0").unwrapped
+    home = np.array([0.0, 0.35, 1.35, 1.44, 0.0, 0.0])
+    obs, _ = env.reset(seed=seed, options={"goal": goal, "home": home})
+    acts = np.random.default_rng(seed).uniform(-1, 1, (steps, 6))
+    rows = []
+    for a in acts:
+        nxt, r, _, _, _ = env.step(a)
+        rows.append((obs, a, r, nxt))
+        obs = nxt
+    return [torch.as_tensor(np.stack([row[i] for row in rows]), dtype=torch.float32) for i in range(4)]
+
+
+def test_reach_relabelled_transitions_are_the_twins_transitions_for_that_goal():
+    task = get_task("reach")
+    g1, g2 = np.array([0.45, -0.1, 0.3]), np.array([0.3, 0.15, 0.1])
+    obs, act, rew, nxt = _episode(g1)
+    obs2, _, rew2, nxt2 = _episode(g2)
+    goals = torch.as_tensor(g2, dtype=torch.float32).expand(len(obs), 3)
+    o, n = task.set_goal(obs, goals), task.set_goal(nxt, goals)
+    torch.testing.assert_close(o, obs2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(n, nxt2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(task.reward_fn(o, act, n), rew2, atol=1e-4, rtol=0)
+    assert not torch.allclose(rew, rew2)
+
+
+def test_relabel_draws_goals_from_the_goal_box_and_recomputes_the_reward():
+    task = get_task("reach")
+    obs, act, _, nxt = _episode(np.array([0.45, -0.1, 0.3]))
+    o, n, r = task.relabel(obs, act, nxt, torch.Generator().manual_seed(0))
+    goals = o[:, 15:18]
+    low, high = torch.tensor([0.25, -0.2, 0.1]), torch.tensor([0.55, 0.2, 0.4])
+    assert ((goals >= low) & (goals <= high)).all() and goals.std(dim=0).min() > 0.03
+    torch.testing.assert_close(n[:, 15:18], goals)  # the goal stays put within a transition
+    torch.testing.assert_close(o[:, :15], obs[:, :15])  # joints and end effector untouched
+    torch.testing.assert_close(r, task.reward_fn(o, act, n))
+
+
+def test_relabelling_needs_a_task_with_goals():
+    cfg = preset("Hopper-v5")
+    cfg.device = "cpu"
+    cfg.mbpo.relabel_ratio = 0.5
+    with pytest.raises(ValueError, match="need a goal-conditioned task; 'Hopper-v5' has no goals"):
+        MBPO(11, 3, cfg, get_task("Hopper-v5"))
+    with pytest.raises(ValueError, match="has no goals to relabel"):
+        get_task("Hopper-v5").relabel(torch.zeros(2, 11), torch.zeros(2, 3), torch.zeros(2, 11))
+
+
+def test_rollouts_from_relabelled_starts_practise_new_goals():
+    """One real goal in the buffer; with rollout_relabel_ratio 1 the model data spans the goal box."""
+    task = get_task("reach")
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    m = cfg.mbpo
+    m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
+    m.rollout_relabel_ratio, m.model_relabel, m.relabel_ratio, m.utd = 1.0, True, 0.5, 1
+    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
+    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3]), steps=60)
+    for i in range(60):
+        agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
+    agent.step()
+    assert agent.model_trains == 1 and agent.sac_updates == 1
+    real_goals = agent.real_buffer.obs[: agent.real_buffer.size, 15:18]
+    model_goals = agent.model_buffer.obs[: agent.model_buffer.size, 15:18]
+    assert real_goals.std(dim=0).max() == 0
+    assert model_goals.std(dim=0).min() > 0.05
