@@ -84,3 +84,14 @@ def test_rollouts_from_relabelled_starts_practise_new_goals():
     model_goals = agent.model_buffer.obs[: agent.model_buffer.size, 15:18]
     assert real_goals.std(dim=0).max() == 0
     assert model_goals.std(dim=0).min() > 0.05
+
+
+def test_a_moving_target_is_never_relabelled():
+    """Track's target moves during an episode: it offers no relabelling, so MBPO refuses the ratios."""
+    track = get_task("track")
+    assert not track.has_goals and get_task("reach").has_goals
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    cfg.mbpo.relabel_ratio = 0.5
+    with pytest.raises(ValueError, match="'track' has no goals"):
+        MBPO(track.obs_dim, track.act_dim, cfg, track)
