@@ -34,6 +34,7 @@ setup(
             "agent_node = mbpo_ros.nodes.agent_node:main",
             "agent_lifecycle_node = mbpo_ros.nodes.agent_lifecycle_node:main",
             "twin_node = mbpo_ros.nodes.twin_node:main",
+            "learner_node = mbpo_ros.nodes.learner_node:main",
             "mbpo-ros = mbpo_ros.cli:main",
         ],
         # Task plugins (core/arm_task.py): another package adds its own tasks to this group.

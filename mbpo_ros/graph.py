@@ -53,6 +53,7 @@ EXECUTABLE_MODULES = {
     "twin_node": "mbpo_ros.nodes.twin_node",
     "agent_node": "mbpo_ros.nodes.agent_node",
     "agent_lifecycle_node": "mbpo_ros.nodes.agent_lifecycle_node",
+    "learner_node": "mbpo_ros.nodes.learner_node",
 }
 
 #: The command topics of the two standard ros2_control controllers a real arm usually runs. Relative:

@@ -71,6 +71,7 @@ __all__ = [
     "latest_checkpoint",
     "is_checkpoint",
     "load_policy",
+    "load_meta",
     "resolve_checkpoint",
     "POLICY_PREFIX",
     "CHECKPOINT_DIRNAME",
@@ -440,6 +441,13 @@ def load_identity(path: str | os.PathLike) -> dict[str, Any]:
     _recover(path)
     identity = _read_meta_doc(path).get("meta", {}).get("identity") or {}
     return {"task": identity.get("task"), "robot": identity.get("robot")}
+
+
+def load_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's ``meta`` object from its meta.json alone (no tensors are read)."""
+    path = resolve_checkpoint(path)
+    _recover(path)
+    return dict(_read_meta_doc(path).get("meta", {}))
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:

@@ -108,6 +108,11 @@ class Receiver:
         self.accepted += 1
         return True
 
+    def forget(self, arm: str, stream: int, seq: int) -> None:
+        """Undo accept(): the transition did not reach the buffer after all (asked for again)."""
+        self._held[self._key(arm, stream)].discard(int(seq))
+        self.accepted -= 1
+
     def missing(self, arm: str, stream: int) -> list[tuple[int, int]]:
         """[start, end) ranges of the stream's sequence numbers below its head that are not held."""
         key = self._key(arm, stream)

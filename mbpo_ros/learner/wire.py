@@ -21,7 +21,7 @@ is not JSON or a body whose CRC-32 does not match (``WireError``, one line). Kin
   numbers); the agent answers with ``TRANSITIONS`` frames.
 - ``SNAPSHOT`` (learner -> agents, reliable + transient local): ``version`` (increasing per
   learner run), ``learner`` (the run's id), ``env_steps``, ``identity`` (the arm/task the policy
-  was trained for), ``sha256`` of the body, ``arrays`` ([name, dtype, shape] of
+  was trained for), ``stamp`` (publish time, wall clock), ``sha256`` of the body, ``arrays`` ([name, dtype, shape] of
   ``PolicySnapshot.to_arrays()``); body: the arrays' bytes in that order.
 
 Plain Python + NumPy: no rclpy (the nodes put the bytes into the message).
@@ -112,6 +112,7 @@ class SnapshotFrame:
     env_steps: int
     identity: dict[str, Any]
     arrays: dict[str, np.ndarray]
+    stamp: float = 0.0
 
 
 def pack_record(obs, act, reward: float, next_obs, terminated: bool, truncated: bool) -> np.ndarray:
@@ -155,8 +156,9 @@ def encode_gaps(arm: str, stream: int, ranges) -> bytes:
 
 
 def encode_snapshot(version: int, learner: str, env_steps: int, identity: dict[str, Any],
-                    arrays: dict[str, np.ndarray]) -> bytes:
-    """arrays: PolicySnapshot.to_arrays(); the header carries the body's SHA-256."""
+                    arrays: dict[str, np.ndarray], stamp: float = 0.0) -> bytes:
+    """arrays: PolicySnapshot.to_arrays(); the header carries the body's SHA-256 and the publish time
+    (``stamp``, wall-clock s since the epoch: the receiver's install lag, on machines with synced clocks)."""
     names, chunks = [], []
     for name, a in arrays.items():
         a = np.ascontiguousarray(a)
@@ -164,7 +166,8 @@ def encode_snapshot(version: int, learner: str, env_steps: int, identity: dict[s
         chunks.append(a.tobytes())
     body = b"".join(chunks)
     return _frame(Kind.SNAPSHOT, {"version": int(version), "learner": str(learner), "env_steps": int(env_steps),
-                                  "identity": identity, "sha256": hashlib.sha256(body).hexdigest(),
+                                  "identity": identity, "stamp": float(stamp),
+                                  "sha256": hashlib.sha256(body).hexdigest(),
                                   "arrays": names}, body)
 
 
@@ -239,5 +242,5 @@ def decode(data: bytes | bytearray | memoryview) -> TransitionBatch | Head | Gap
         if off != len(body):
             raise WireError(f"policy snapshot body has {len(body) - off} bytes beyond its arrays")
         return SnapshotFrame(_field(h, "version", int), _field(h, "learner", str), _field(h, "env_steps", int),
-                             _field(h, "identity", dict), arrays)
+                             _field(h, "identity", dict), arrays, float(h.get("stamp") or 0.0))
     raise WireError(f"fleet frame kind {kind} is unknown to wire version {WIRE_VERSION}")

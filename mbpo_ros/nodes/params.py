@@ -216,6 +216,48 @@ class AgentParams:
                          "and counted on /diagnostics); the MCAP log has its own queue", 1, 10**7)
 
 
+@dataclass
+class LearnerParams:
+    """learner_node's own settings (the algorithm's are the core.config fields, as on agent_node)."""
+
+    run_dir: str = _p("", "run directory (checkpoint/); empty = runs/learner_node under the working directory")
+    fleet_topic: str = _p("/mbpo_fleet", "namespace of the fleet topics: <it>/transitions (agents -> learner), "
+                          "<it>/gaps (gap requests) and <it>/policy (snapshots, transient local)")
+    checkpoint_period: float = _p(60.0, "seconds between periodic checkpoints; 0 = only on shutdown and on "
+                                  "request", 0.0, 1e7)
+    snapshot_period: float = _p(0.5, "shortest time between two published policy snapshots [s]", 0.01, 3600.0)
+    gap_retry: float = _p(1.0, "an open gap (missing sequence numbers) is asked for again after this long [s]",
+                          0.05, 600.0)
+    max_request: int = _p(2000, "most transitions asked for per arm and request (the rest follows)", 1, 10**6)
+    queue_size: int = _p(100000, "bound of the queue between the node and its trainer child (full: the "
+                         "transition is asked for again later)", 1, 10**7)
+    diagnostics_period: float = _p(1.0, "period of /diagnostics [wall s]", 0.05, 60.0)
+
+
+def learner_specs(task: str = "reach") -> list[ParamSpec]:
+    """Every learner_node parameter: LearnerParams fields and the core.config fields."""
+    out = []
+    defaults = LearnerParams()
+    for f in dataclasses.fields(LearnerParams):
+        m = f.metadata
+        out.append(ParamSpec(f.name, _ros_default(getattr(defaults, f.name)), m["doc"], m["lo"], m["hi"],
+                             m["read_only"], m["choices"], "node"))
+    return out + core_specs(task)
+
+
+def learner_settings(values: dict[str, Any], task: str = "reach") -> tuple[LearnerParams, Config]:
+    """Typed learner_node settings from {name: value}; ParameterError names the parameter at fault."""
+    node = LearnerParams(**{f.name: copy.deepcopy(values[f.name]) for f in dataclasses.fields(LearnerParams)})
+    if not node.fleet_topic.startswith("/"):
+        raise ParameterError(f"parameter 'fleet_topic' = {node.fleet_topic!r} must be absolute (start with /): the "
+                             "learner and the agents of every namespace must meet on it")
+    try:
+        cfg = validate(unflatten({s.name: values[s.name] for s in core_specs(task)}, preset(task)))
+    except ValueError as exc:
+        raise ParameterError(f"parameter {exc}") from exc
+    return node, cfg
+
+
 # --------------------------------------------------------------------------- specs
 
 
