@@ -3,6 +3,7 @@
     ros2 launch mbpo_ros train.launch.py
     ros2 launch mbpo_ros train.launch.py lockstep:=true real_time_factor:=0 run_dir:=runs/reach seed:=1
     ros2 launch mbpo_ros train.launch.py namespace:=/arm1    # everything under /arm1 (two arms, one domain)
+    ros2 launch mbpo_ros train.launch.py namespace:=/arm1 learner:=remote use_sim_time:=false   # a fleet arm
     ros2 launch mbpo_ros train.launch.py --show-args
 
 The arguments, their defaults and the nodes' parameters and remappings come from

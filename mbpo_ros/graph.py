@@ -113,6 +113,22 @@ class TrainArgs:
     run_dir: str = arg("", "run directory (checkpoint/, transitions/, episodes.csv); empty = the agent's default")
     seed: int = arg(0, "random seed of the twin (goals, noise) and of the learner")
     namespace: str = arg("", _NAMESPACE_DOC)
+    learner: str = arg("local", "local: the learner is the agent's child process; remote: a learner_node on the "
+                       "DDS domain trains (learner.launch.py); with use_sim_time:=false the twin stamps with the "
+                       "wall clock (no /clock: several arms can share one machine)")
+
+
+@dataclass
+class LearnerArgs:
+    """Arguments of ``learner.launch.py`` (learner_node alone: the fleet's learner, on any machine)."""
+
+    config: str = arg("", "learner_node parameters YAML (keyed /**/learner_node:); empty = the built-in defaults")
+    device: str = arg("auto", "torch device for training: auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    run_dir: str = arg("", "run directory (checkpoint/); empty = runs/learner_node")
+    fleet_topic: str = arg("/mbpo_fleet", "namespace of the fleet topics the agents use (agent_node fleet_topic)")
+    checkpoint_period: float = arg(60.0, "seconds between periodic checkpoints; 0 = only at exit and on request")
+    seed: int = arg(0, "random seed of the learner")
+    namespace: str = arg("", _NAMESPACE_DOC)
 
 
 @dataclass
@@ -292,6 +308,15 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         "task": args.task,
         **{k: v for k, v in arm.items() if k in AGENT_ARM_PARAMETERS},
     }
+    if args.learner not in ("local", "remote"):
+        raise ValueError(f"learner = {args.learner!r} must be local or remote")
+    if args.learner == "remote":
+        agent_params["learner"] = "remote"
+        if not args.use_sim_time:  # a fleet on one machine: no twin may own a /clock the other arms share
+            if args.lockstep or args.real_time_factor != 1.0:
+                raise ValueError("learner:=remote with use_sim_time:=false needs real_time_factor:=1 and no lockstep "
+                                 "(the twin then stamps with the wall clock)")
+            twin_params["publish_clock"] = False
     if args.run_dir:
         agent_params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
     twin = NodeSpec(
@@ -311,6 +336,18 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         parameters=agent_params,
     )
     return [twin, agent]
+
+
+def learner_graph(args: LearnerArgs) -> list[NodeSpec]:
+    """learner_node alone: the fleet's learner (agents with learner:=remote on the same DDS domain)."""
+    params: dict[str, Any] = {"device": args.device, "seed": int(args.seed), "fleet_topic": args.fleet_topic,
+                              "checkpoint_period": float(args.checkpoint_period)}
+    if args.run_dir:
+        params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
+    return [NodeSpec(package=PACKAGE, executable="learner_node", name="learner_node",
+                     namespace=check_namespace(args.namespace),
+                     params_files=(str(Path(args.config).expanduser().resolve()),) if args.config else (),
+                     parameters=params)]
 
 
 def deploy_graph(args: DeployArgs) -> list[NodeSpec]:

@@ -86,9 +86,10 @@ class AgentLearning:
     deploy checkpoint does not fit the arm.
     """
 
-    def __init__(self, p: Any, settings: Any, task: Any, run_dir: Path, log: Any) -> None:
+    def __init__(self, p: Any, settings: Any, task: Any, run_dir: Path, log: Any, arm: str = "") -> None:
         self.p, self.log, self.run_dir = p, log, run_dir
         self.trainer = self.policy_snapshot = self.tlog = self.episode_log = self.metrics = None
+        self.remote = None  # learner:=remote: learner.remote.RemoteLink
         self._successes: deque = deque(maxlen=SUCCESS_WINDOW)
         self.env_steps_at_start = 0
         self.submitted = 0
@@ -97,7 +98,17 @@ class AgentLearning:
         self._thread = threading.Thread(target=self._checkpoint_loop, name="agent-checkpoints", daemon=True)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if p.mode == "train":
+            if p.mode == "train" and p.learner == "remote":
+                from mbpo_ros.core.identity import robot_identity
+                from mbpo_ros.learner.remote import RemoteLink
+
+                identity = {"task": task.settings(), "robot": robot_identity(
+                    p.joint_names, p.position_lower, p.position_upper, p.velocity_limits, p.command_interface,
+                    p.control_rate)}
+                self.remote = RemoteLink(arm or "agent_node", identity, task.obs_dim, task.act_dim,
+                                         retain=p.fleet_retain, policy_age_warn=p.policy_age_warn,
+                                         log_path=run_dir / "transitions.mcap" if p.log_transitions else None)
+            elif p.mode == "train":
                 from mbpo_ros.learner import TrainerProcess
 
                 # the child builds the same task (reach.* included): its rollouts score like the log; the
@@ -147,13 +158,19 @@ class AgentLearning:
         if self.trainer is not None:
             accepted = self.trainer.submit(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated)
             self.submitted += int(accepted)
+        log_id = -1
         if self.tlog is not None:  # non-blocking: the log has its own bounded queue and writer thread
             episode = self.episode_log.episodes if self.episode_log is not None else 0
-            self.tlog.append(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, episode, tr.step,
-                             tr.stamp_ns)
+            log_id = self.tlog.append(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, episode,
+                                      tr.step, tr.stamp_ns)
+        if self.remote is not None:  # kept for the remote learner; never waits for the network
+            self.remote.submit(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, log_id)
+            self.submitted += 1
         return accepted
 
     def policy(self, env_steps: int):
+        if self.remote is not None:
+            return self.remote.policy()
         if self.trainer is None:
             return self.policy_snapshot
         if self.p.lockstep and not self.trainer.wait_until_trained(env_steps, self.p.lockstep_train_timeout):
@@ -197,6 +214,8 @@ class AgentLearning:
 
     def save_checkpoint(self, timeout: float = 120.0) -> str:
         """Ask the trainer for a checkpoint of everything submitted so far; returns its path."""
+        if self.remote is not None:
+            raise RuntimeError("learner:=remote: the learner_node writes the checkpoints (its ~/save_checkpoint)")
         if self.trainer is None:
             raise RuntimeError(f"mode '{self.p.mode}' has no learner to checkpoint")
         try:
@@ -227,6 +246,9 @@ class AgentLearning:
                 level, msg = "ERROR", f"trainer: {st.get('error') or 'not running'}"[:200]
             elif self.checkpoint_error:
                 level, msg = "WARN", f"checkpoint failed: {self.checkpoint_error}"[:200]
+        if self.remote is not None:
+            level, msg, more = self.remote.status(time.monotonic())
+            values.update(more)
         return level, msg, values
 
     def close(self) -> None:

@@ -45,7 +45,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
@@ -96,7 +96,8 @@ class AgentWiring:
         """Load the policy / start the learner (AgentLearning), then subscriptions, publishers, services."""
         p, s = self.p, self.settings
         try:
-            self.learning = AgentLearning(p, s, self.task, self.run_dir, self.get_logger())
+            self.learning = AgentLearning(p, s, self.task, self.run_dir, self.get_logger(),
+                                          arm=p.arm_id or self.get_fully_qualified_name())
         except ValueError as exc:  # a deploy checkpoint that does not fit this arm
             raise ParameterError(str(exc)) from exc
         try:
@@ -140,11 +141,36 @@ class AgentWiring:
         if p.checkpoint_period > 0 and self.learning.trainer is not None:
             self.create_timer(p.checkpoint_period, self.learning.request_checkpoint, callback_group=diag_group,
                               clock=wall)
+        if self.learning.remote is not None:
+            self._wire_remote(p, wall)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"mode {p.mode}, {len(p.joint_names)} joints, {p.control_rate:g} Hz{' lock-step' if p.lockstep else ''}, "
             f"{p.command_interface} commands on {self.cmd_pub.topic_name} (state from {', '.join(self.topics)}), "
             f"run directory {self.run_dir}")
+
+    def _wire_remote(self, p, wall: Clock) -> None:
+        """learner:=remote: fleet frames to and from a learner_node (learner/remote.py decides)."""
+        from mbpo_ros.nodes.learner_node import GAPS_QOS, POLICY_QOS, TRANSITIONS_QOS, frame_msg
+
+        link, topic, group = self.learning.remote, p.fleet_topic.rstrip("/"), MutuallyExclusiveCallbackGroup()
+        fleet_pub = self.create_publisher(UInt8MultiArray, f"{topic}/transitions", TRANSITIONS_QOS)
+
+        def send(frames: list[bytes]) -> None:
+            for data in frames:
+                fleet_pub.publish(frame_msg(data))
+
+        def on_policy(msg: UInt8MultiArray) -> None:
+            line = link.on_snapshot(bytes(msg.data), time.monotonic())
+            if line is not None:
+                (self.get_logger().warning if line.startswith("refused") else self.get_logger().info)(line)
+
+        self.create_subscription(UInt8MultiArray, f"{topic}/gaps", lambda m: send(link.on_gaps(bytes(m.data))),
+                                 GAPS_QOS, callback_group=group)
+        self.create_subscription(UInt8MultiArray, f"{topic}/policy", on_policy, POLICY_QOS, callback_group=group)
+        self.create_timer(0.05, lambda: send(link.frames_out(time.monotonic())), callback_group=group, clock=wall)
+        self.get_logger().info(f"remote learner: arm {link.arm}, stream {link.stream} on {topic}/{{transitions,gaps,"
+                               "policy}")
 
     # ------------------------------------------------------------------ inputs
 

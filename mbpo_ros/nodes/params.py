@@ -214,6 +214,17 @@ class AgentParams:
     log_transitions: bool = _p(True, "append transitions to the rosbag2 directory <run_dir>/transitions/")
     queue_size: int = _p(10000, "bound of the transition queue to the trainer (full: a transition is dropped "
                          "and counted on /diagnostics); the MCAP log has its own queue", 1, 10**7)
+    learner: str = _p("local", "train mode: local (the learner is a child process of this node) or remote (a "
+                      "learner_node anywhere on the DDS domain: transitions go to it, its policy snapshots come "
+                      "back)", choices=("local", "remote"))
+    fleet_topic: str = _p("/mbpo_fleet", "learner:=remote: namespace of the fleet topics (learner_node's "
+                          "fleet_topic)")
+    arm_id: str = _p("", "learner:=remote: this arm's id in the fleet; empty = the node's namespace and name "
+                     "(e.g. /arm1/agent_node)")
+    policy_age_warn: float = _p(30.0, "learner:=remote: /diagnostics says WARN when the policy is older than this "
+                                "(or none came for this long) [s]", 0.1, 1e7, read_only=False)
+    fleet_retain: int = _p(100000, "learner:=remote: newest transitions kept in memory for a learner that missed "
+                           "them (older ones come from the transition log)", 1, 10**8)
 
 
 @dataclass
@@ -453,6 +464,10 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
                              f"period {1.0 / node.control_rate:g} s: every step would be a clock jump")
     if node.mode == "deploy" and not node.checkpoint:
         raise ParameterError("parameter 'checkpoint' is empty: mode 'deploy' needs a checkpoint directory")
+    if node.learner == "remote" and node.lockstep:
+        raise ParameterError("parameter 'learner' = remote cannot run lock-step: control never waits for the network")
+    if node.learner == "remote" and not node.fleet_topic.startswith("/"):
+        raise ParameterError(f"parameter 'fleet_topic' = {node.fleet_topic!r} must be absolute (start with /)")
     if node.lockstep and node.mode == "deploy":
         raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
     return AgentSettings(node=node, cfg=cfg, reach=reach, values=dict(values))
