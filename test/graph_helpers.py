@@ -17,19 +17,32 @@ from mbpo_ros import graph
 
 
 class Graph:
-    """The node processes of a graph; stop() SIGINTs them (agent first) and returns the exit codes."""
+    """The node processes of a graph; stop() SIGINTs them (agent first) and returns the exit codes.
+
+    Processes are keyed by node name, or ``<namespace>_<name>`` for a namespaced node (arm1_agent_node).
+    """
 
     def __init__(self, specs, log_dir: Path):
-        self.specs = specs
+        self.specs = {self.key(s): s for s in specs}
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
+        self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
-        for s in specs:
-            self.logs[s.name] = log_dir / f"{s.name}.log"
-            with open(self.logs[s.name], "w") as log:
-                self.procs[s.name] = subprocess.Popen(graph.command_line(s), stdout=log, stderr=subprocess.STDOUT,
-                                                      stdin=subprocess.DEVNULL, start_new_session=True,
-                                                      env=graph.local_env())
+        for key in self.specs:
+            self.start(key)
+
+    @staticmethod
+    def key(spec) -> str:
+        return f"{spec.namespace.strip('/').replace('/', '_')}_{spec.name}" if spec.namespace else spec.name
+
+    def start(self, key: str) -> subprocess.Popen:
+        """(Re)start one node; a restart appends to its log."""
+        self.logs[key] = self.log_dir / f"{key}.log"
+        with open(self.logs[key], "a") as log:
+            self.procs[key] = subprocess.Popen(graph.command_line(self.specs[key]), stdout=log,
+                                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               start_new_session=True, env=graph.local_env())
+        return self.procs[key]
 
     def log_text(self) -> str:
         return "\n".join(f"--- {n}:\n{p.read_text(errors='replace')[-3000:]}" for n, p in self.logs.items())
@@ -39,7 +52,7 @@ class Graph:
 
     def stop(self, timeout: float = 60.0) -> dict[str, int | None]:
         codes = {}
-        for name in sorted(self.procs, key=lambda n: n != "agent_node"):
+        for name in sorted(self.procs, key=lambda n: not n.endswith("agent_node")):
             p = self.procs[name]
             if p.poll() is None:
                 p.send_signal(signal.SIGINT)

@@ -42,9 +42,13 @@ def identity_differences(expected: dict[str, Any], actual: dict[str, Any]) -> li
 
     out = []
     et, at = expected.get("task") or {}, actual.get("task") or {}
-    for key in ("name", "obs_dim", "act_dim", "n_joints", "config"):
+    for key in ("name", "obs_dim", "act_dim", "n_joints"):
         if et.get(key) != at.get(key):
-            out.append(f"task {key} {at.get(key)!r} (learner: {et.get(key)!r})")
+            out.append(f"task {key} {at.get(key)!r} (expected {et.get(key)!r})")
+    ec, ac = et.get("config") or {}, at.get("config") or {}
+    for key in sorted(set(ec) | set(ac)):
+        if ec.get(key) != ac.get(key):
+            out.append(f"task setting {key} {ac.get(key)!r} (expected {ec.get(key)!r})")
     er, ar = expected.get("robot"), actual.get("robot")
     if er and ar:
         out += robot_differences(er, ar)
