@@ -19,11 +19,13 @@ from mbpo_ros import graph
 class Graph:
     """The node processes of a graph; stop() SIGINTs them (agent first) and returns the exit codes.
 
-    Processes are keyed by node name, or ``<namespace>_<name>`` for a namespaced node (arm1_agent_node).
+    Processes are keyed by node name; where two nodes share a name (a fleet), by ``<namespace>_<name>``
+    (arm1_agent_node).
     """
 
     def __init__(self, specs, log_dir: Path):
-        self.specs = {self.key(s): s for s in specs}
+        names = [s.name for s in specs]
+        self.specs = {self.key(s) if names.count(s.name) > 1 else s.name: s for s in specs}
         self.procs: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.log_dir = log_dir

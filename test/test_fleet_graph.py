@@ -82,13 +82,21 @@ class Diagnostics:
         self.node.destroy_node()
 
 
-def _caught_up(d: Diagnostics) -> bool:
-    """The learner holds everything both agents say they made (heads), with no open gap."""
+def _caught_up(d: Diagnostics, since: dict[str, int] | None = None) -> bool:
+    """The learner holds everything the arms announced (HEAD frames), with no open gap; with `since`,
+    it heard each arm announce more than since[arm] transitions (it is talking to them again)."""
     lv = d.learner()
-    heads = [d.agent(ns).get("next_seq") for ns in ARMS]
-    if not lv or None in heads or lv.get("open_gaps") != "0":
+    if not lv or lv.get("open_gaps") != "0" or lv.get("arms") != str(len(ARMS)):
         return False
-    return all(lv.get(f"{ns}/agent_node.held") == h for ns, h in zip(ARMS, heads))
+    for ns in ARMS:
+        held, head = int(lv.get(f"{ns}/agent_node.held", -1)), int(lv.get(f"{ns}/agent_node.head", -1))
+        if held < head or (since is not None and head <= since[ns]):
+            return False
+    return True
+
+
+def _heads(d: Diagnostics) -> dict[str, int]:
+    return {ns: int(d.agent(ns).get("next_seq", 0)) for ns in ARMS}
 
 
 def test_two_arm_fleet_shares_one_policy(ros_context, tmp_path):
@@ -134,34 +142,40 @@ def test_learner_restart_and_cut_lose_nothing(ros_context, tmp_path):
     g = Graph(_specs(tmp_path, retain={"/arm2": 100}), tmp_path / "logs")
     d = Diagnostics(ros_context)
     try:
-        assert d.spin_until(lambda: _caught_up(d) and int(d.agent("/arm1").get("next_seq", 0)) > 100, 120.0,
+        assert d.spin_until(lambda: _caught_up(d, {ns: 100 for ns in ARMS}), 120.0,
                             g.alive), f"fleet did not start: {d.learner()}\n{g.log_text()}"
         d.spin_for(6.0)  # a periodic checkpoint (every 5 s) holds part of the run
         # 1. the learner dies (SIGKILL: no final checkpoint) and comes back 30 s later
         os.killpg(g.procs["learner_node"].pid, signal.SIGKILL)
         g.procs["learner_node"].wait(10)
-        before = {ns: int(d.agent(ns)["next_seq"]) for ns in ARMS}
+        before = _heads(d)
         d.spin_for(30.0)
+        during = _heads(d)
         for ns in ARMS:
-            assert int(d.agent(ns)["next_seq"]) > before[ns] + 300  # the arms went on (20 Hz, 30 s)
+            assert during[ns] > before[ns] + 300  # the arms went on (20 Hz, 30 s)
         g.start("learner_node")
-        assert d.spin_until(lambda: _caught_up(d), 120.0), f"no catch-up after restart: {d.learner()}"
+        assert d.spin_until(lambda: _caught_up(d, during), 120.0), f"no catch-up after restart: {d.learner()}"
         # 2. the learner is cut off: frozen for 30 s, its traffic stops both ways
         p = g.procs["learner_node"]
         os.kill(p.pid, signal.SIGSTOP)
         try:
             d.spin_for(30.0)
+            during = _heads(d)
         finally:
             os.kill(p.pid, signal.SIGCONT)
-        assert d.spin_until(lambda: _caught_up(d), 120.0), f"no catch-up after the cut: {d.learner()}"
+        assert d.spin_until(lambda: _caught_up(d, during), 120.0), f"no catch-up after the cut: {d.learner()}"
         # the arms stop making transitions (their twins go), the learner takes the last ones, then exits in order
         for ns in ARMS:
             twin = g.procs[f"{ns.strip('/')}_twin_node"]
             twin.send_signal(signal.SIGINT)
             twin.wait(30)
         d.spin_for(3.0)
-        assert d.spin_until(lambda: _caught_up(d), 60.0), f"no final catch-up: {d.learner()}"
-        heads = {ns: int(d.agent(ns)["next_seq"]) for ns in ARMS}
+        heads = _heads(d)  # final: no new transitions without joint states
+        d.spin_for(2.0)
+        assert _heads(d) == heads
+        assert d.spin_until(lambda: _caught_up(d) and all(
+            d.learner().get(f"{ns}/agent_node.held") == str(heads[ns]) for ns in ARMS), 60.0), \
+            f"no final catch-up: {heads} {d.learner()}"
         streams = {ns: int(d.agent(ns)["stream"]) for ns in ARMS}
         served = {ns: int(d.agent(ns)["served"]) for ns in ARMS}
         lp = g.procs["learner_node"]

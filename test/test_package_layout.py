@@ -56,7 +56,7 @@ def colcon_install(tmp_path_factory) -> Path:
 
 
 def test_node_executables_land_in_lib_pkg(colcon_install):
-    for exe in ("agent_node", "agent_lifecycle_node", "twin_node", "mbpo-ros"):
+    for exe in ("agent_node", "agent_lifecycle_node", "twin_node", "learner_node", "mbpo-ros"):
         path = colcon_install / "lib" / "mbpo_ros" / exe
         assert path.is_file(), f"{exe} missing from lib/mbpo_ros (ros2 run would not find it)"
         assert os.access(path, os.X_OK), f"{exe} is not executable"
@@ -66,7 +66,7 @@ def test_launch_config_and_index_marker_installed(colcon_install):
     share = colcon_install / "share"
     assert (share / "ament_index" / "resource_index" / "packages" / "mbpo_ros").is_file()
     assert (share / "mbpo_ros" / "package.xml").is_file()
-    for launch_file in ("train.launch.py", "deploy.launch.py"):
+    for launch_file in ("train.launch.py", "deploy.launch.py", "learner.launch.py"):
         assert (share / "mbpo_ros" / "launch" / launch_file).is_file(), f"launch/{launch_file} not installed"
     for cfg in ("mbpo.yaml", "twin.yaml"):
         assert (share / "mbpo_ros" / "config" / cfg).is_file(), f"config/{cfg} not installed"

@@ -110,11 +110,12 @@ class FleetLearner:
                                          resume)
         self.identity = {"task": task.settings(), "robot": identity.get("robot")}
         self.obs_dim, self.act_dim = task.obs_dim, task.act_dim
-        self.rx = Receiver(self._held_from_checkpoint() if resume else None, self.retry_s, self.max_request)
+        held = self._held_from_checkpoint() if resume else IdSet()
+        self.rx = Receiver(held, self.retry_s, self.max_request)
         self._restarts_seen = int(self.trainer.stats().get("restarts", 0))
         self._info(f"training {task.name} ({task.obs_dim} -> {task.act_dim}) for arm "
-                   f"{(identity.get('robot') or {}).get('joint_names')}; holds {self.rx.held_count() or 'no'} "
-                   f"transitions from a checkpoint" if resume else f"training {task.name} from scratch")
+                   f"{(identity.get('robot') or {}).get('joint_names')}; resumed with {len(held)} transitions "
+                   "from its checkpoint" if resume else f"training {task.name} from scratch")
 
     def _info(self, text: str) -> None:
         if self.log is not None:
