@@ -99,12 +99,9 @@ class AgentLearning:
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if p.mode == "train" and p.learner == "remote":
-                from mbpo_ros.core.identity import robot_identity
                 from mbpo_ros.learner.remote import RemoteLink
 
-                identity = {"task": task.settings(), "robot": robot_identity(
-                    p.joint_names, p.position_lower, p.position_upper, p.velocity_limits, p.command_interface,
-                    p.control_rate)}
+                identity = {"task": task.settings(), "robot": agent_identity(p)}  # snapshots must match it
                 self.remote = RemoteLink(arm or "agent_node", identity, task.obs_dim, task.act_dim,
                                          retain=p.fleet_retain, policy_age_warn=p.policy_age_warn,
                                          log_path=run_dir / "transitions.mcap" if p.log_transitions else None)
