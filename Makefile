@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 # Every process the demo, the tests and the benchmarks start discovers ROS peers on this host only.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast test-long lint bench clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ test: setup lint
 
 test-fast: setup lint
 	$(PY) -m pytest -ra -m "not slow" test
+
+# the property tests with Hypothesis's `long` profile (test/conftest.py): many more examples, new each run
+test-long: setup lint
+	MBPO_HYPOTHESIS_PROFILE=long $(PY) -m pytest -ra test/test_control_properties.py
 
 # The benchmarks docs/benchmarks.md reports (minutes each; niced so a shared machine stays usable).
 # benchmarks/mbrl_lib_compare.py needs an mbrl-lib venv of its own: see its docstring.

@@ -10,6 +10,19 @@ import time
 
 import pytest
 
+try:  # Hypothesis profiles of the property tests (test_control_properties.py)
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the property tests skip themselves
+    settings = None
+if settings is not None:
+    _common = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+    # default (make test): a fixed set of examples, the same on every run, inside the suite's time budget
+    settings.register_profile("default", max_examples=1000, derandomize=True, **_common)
+    # long (make test-long): many more, new ones on every run
+    settings.register_profile("long", max_examples=20000, **_common)
+    settings.register_profile("quick", max_examples=30, derandomize=True, **_common)
+    settings.load_profile(os.environ.get("MBPO_HYPOTHESIS_PROFILE", "default"))
+
 
 def pytest_configure(config):
     """Session-wide: every process the tests start discovers ROS peers on this host only.

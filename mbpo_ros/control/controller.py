@@ -231,6 +231,7 @@ class Controller:
         self.dropped_transitions = 0
         self.last_command = np.zeros(cfg.limits.n)
         self._estop_commanded = False
+        self._epoch = -1  # the stamp timeline of the joint states seen so far
         self._predicted: tuple[int, np.ndarray, float] = (-1, np.zeros(cfg.limits.n), 0.0)  # (seq, q, time)
         self._stale_reported = False
         self._policy_nan_reported = False
@@ -245,6 +246,13 @@ class Controller:
         if jump is not None:
             episode = self._on_clock_jump(jump, events)
         st, ee, goal = inputs.state, inputs.ee, inputs.goal
+        if st is not None and st.epoch != self._epoch:  # the stamps started a new timeline
+            if self._epoch >= 0:
+                events.append(Event("warning", f"{self.topics[0]} stamps started a new timeline (now at "
+                                               f"{st.stamp_ns * 1e-9:.3f} s): episode ended without a transition "
+                                               "across it"))
+                episode = self._abandon_episode(self.prev.obs if self.prev is not None else None, now) or episode
+            self._epoch = st.epoch
         stale_js = self.watchdog.check(st.fresh_at if st is not None else None, now)
         stale_ee = self.ee_watchdog.check(ee.fresh_at if ee is not None else None, now)
         fresh = st if not stale_js else None
@@ -275,12 +283,8 @@ class Controller:
         transition = None
         prev = self.prev
         if prev is not None:
-            if st.epoch != prev.state.epoch or st.stamp_ns <= prev.state.stamp_ns:
-                # a new timeline of stamps: the same as a clock jump for the episode
-                events.append(Event("warning", f"{self.topics[0]} stamps started a new timeline "
-                                               f"({prev.state.stamp_ns * 1e-9:.3f} s -> {st.stamp_ns * 1e-9:.3f} s): "
-                                               "episode ended without a transition across it"))
-                episode = self._abandon_episode(prev.obs, now) or episode
+            if st.stamp_ns <= prev.state.stamp_ns:  # cannot happen within one timeline; never a transition
+                self.prev = None
             elif self.cfg.mode != "deploy":
                 transition = self._record(prev, obs, st, events)
                 if transition is not None and (transition.terminated or transition.truncated):

@@ -105,3 +105,16 @@ class PeriodStats:
                 "err_p99_ms": float(np.percentile(err, 99)),
                 "err_max_ms": float(err.max()),
                 "n": int(p.size)}
+
+    def status(self, control_rate: float, check_rate: bool = True, **extra) -> tuple[str, str, dict]:
+        """(level "OK" | "WARN", message, values) of the control loop on /diagnostics: WARN below 90 % of
+        `control_rate` (when `check_rate`: not in lock-step, where the rate follows the simulation)."""
+        s = self.summary()
+        slow = check_rate and s["n"] > 0 and s["rate_hz"] < 0.9 * control_rate
+        values = {"target_rate_hz": control_rate, "rate_hz": f"{s['rate_hz']:.3f}",
+                  "period_mean_ms": f"{s['period_mean_ms']:.3f}", "jitter_ms": f"{s['jitter_ms']:.3f}",
+                  **{f"period_err_{k}_ms": f"{s[f'err_{k}_ms']:.3f}" for k in ("p50", "p99", "max")},
+                  "ticks": self.ticks, **{f"step_{k}_ms": f"{s[f'work_{k}_ms']:.3f}" for k in ("p50", "p99", "max")},
+                  "lockstep": not check_rate, **extra}
+        message = f"{s['rate_hz']:.1f} Hz" + (f", below {control_rate:g} Hz" if slow else "")
+        return ("WARN" if slow else "OK"), message, values

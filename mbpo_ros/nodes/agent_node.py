@@ -399,29 +399,15 @@ class AgentWiring:
             getattr(self.get_logger(), ev.level)(ev.text)
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-
-        def status(name: str, level: bytes, message: str, values: dict[str, Any]) -> None:
-            arr.status.append(DiagnosticStatus(level=level, name=f"agent_node: {name}", message=message,
+        for name, (level, message, values) in (
+                ("control loop", self.loop_stats.status(self.p.control_rate, check_rate=not self.p.lockstep,
+                                                        phase=self.controller.phase.value)),
+                ("safety", self.controller.status()),
+                ("learner", self.learning.status(self.controller.env_steps))):
+            arr.status.append(DiagnosticStatus(level=_LEVELS[level], name=f"agent_node: {name}", message=message,
                                                hardware_id=self.get_fully_qualified_name(),
                                                values=[KeyValue(key=k, value=str(v)) for k, v in values.items()]))
-
-        loop, p = self.loop_stats.summary(), self.p
-        slow = not p.lockstep and loop["n"] and loop["rate_hz"] < 0.9 * p.control_rate
-        status("control loop", DiagnosticStatus.WARN if slow else DiagnosticStatus.OK,
-               f"{loop['rate_hz']:.1f} Hz" + (f", below {p.control_rate:g} Hz" if slow else ""), {
-                   "target_rate_hz": p.control_rate, "rate_hz": f"{loop['rate_hz']:.3f}",
-                   "period_mean_ms": f"{loop['period_mean_ms']:.3f}", "jitter_ms": f"{loop['jitter_ms']:.3f}",
-                   **{f"period_err_{k}_ms": f"{loop[f'err_{k}_ms']:.3f}" for k in ("p50", "p99", "max")},
-                   "ticks": self.loop_stats.ticks,
-                   **{f"step_{k}_ms": f"{loop[f'work_{k}_ms']:.3f}" for k in ("p50", "p99", "max")},
-                   "lockstep": p.lockstep, "phase": self.controller.phase.value})
-        status("safety", *self._level(self.controller.status()))
-        status("learner", *self._level(self.learning.status(self.controller.env_steps)))
         self.diag_pub.publish(arr)
-
-    @staticmethod
-    def _level(status: tuple[str, str, dict[str, Any]]) -> tuple[bytes, str, dict[str, Any]]:
-        return (_LEVELS[status[0]], *status[1:])
 
     # ------------------------------------------------------------------ shutdown
 
