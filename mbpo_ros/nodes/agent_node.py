@@ -11,7 +11,8 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
                  use_sim_time (bounded wall-clock waits: a rewound /clock cannot block them), or one
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
-    learning     NodeLearner: core.trainer_process.TrainerProcess (a child process) + the MCAP log
+    learning     nodes/agent_learning.AgentLearning (the Controller's Learner): learner.TrainerProcess (a
+                 child process), the transition log, episodes.csv, metrics, periodic checkpoints
     records      <run_dir>/transitions/ (rosbag2), episodes.csv, metrics.csv + tb/ (train/, model/ scalars),
                  learning_curve.png, checkpoints on a timer, on request, at exit
     services     ~/estop (SetBool), ~/save_checkpoint (Trigger), ~/pause_training (SetBool)
@@ -294,10 +295,18 @@ class AgentWiring:
             if ready() or self.controller.phase is Phase.RESET:
                 self._tick(time.monotonic())
 
-    def _apply(self, cmd: Command) -> None:
+    def _log(self, events) -> None:
         log = self.get_logger()
-        for ev in cmd.events:
-            getattr(log, ev.level)(ev.text)
+        for ev in events:  # one call site per severity: rclpy refuses a call site that changes it
+            if ev.level == "error":
+                log.error(ev.text)
+            elif ev.level == "warning":
+                log.warning(ev.text)
+            else:
+                log.info(ev.text)
+
+    def _apply(self, cmd: Command) -> None:
+        self._log(cmd.events)
         if cmd.values is not None:
             self._publish(cmd.values)
         if cmd.episode is not None:
@@ -395,8 +404,7 @@ class AgentWiring:
     # ------------------------------------------------------------------ diagnostics
 
     def _publish_diagnostics(self) -> None:
-        for ev in self.controller.note_command_publishers(self.count_publishers(self.cmd_pub.topic_name)):
-            getattr(self.get_logger(), ev.level)(ev.text)
+        self._log(self.controller.note_command_publishers(self.count_publishers(self.cmd_pub.topic_name)))
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         for name, (level, message, values) in (
