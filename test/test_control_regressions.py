@@ -267,3 +267,14 @@ def test_safety_case_cites_only_tests_that_exist():
     missing = [f"{f}::{name}" for f, name in cited
                if not re.search(rf"^def {name}\(", (repo / "test" / f).read_text(), re.MULTILINE)]
     assert not missing, f"docs/safety.md cites tests that do not exist: {missing}"
+
+
+def test_control_imports_no_ros():
+    """control/ is the agent's decisions without ROS: importing it loads no rclpy (nor torch, nor mujoco)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, mbpo_ros.control, mbpo_ros.control.controller; "
+            "print(sorted(m for m in ('rclpy', 'torch', 'mujoco') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
