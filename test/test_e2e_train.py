@@ -58,3 +58,25 @@ def test_mbpo_ros_train_reduced_budget_beats_random(tmp_path):
     assert summary["final_distance_m"] < 0.5 * summary["random_final_distance_m"], summary
     assert summary["success_rate"] > summary["random_success_rate"], summary
     assert proc.stdout.strip().splitlines()[-1].startswith("mbpo-ros train:"), "ends with a one-line summary"
+
+    # --resume continues this run (regression: a second `--out` on a run re-evaluated the old checkpoint and
+    # exited 0): the agent resumes from the checkpoint and the episodes go on past it; the metrics keep
+    # the rows up to the checkpoint and add the new ones
+    from mbpo_ros.sim_train import _checkpoint_steps
+
+    ckpt_steps = _checkpoint_steps(out / "checkpoint")
+    assert ckpt_steps >= summary["env_steps"]
+    target = ckpt_steps + 200
+    proc = subprocess.run(
+        [sys.executable, "-m", "mbpo_ros.cli", "train", "--steps", str(target), "--seed", "0",
+         "--out", str(out), "--resume", "--eval-episodes", "2", "--baseline-episodes", "1", "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert f"resuming at {ckpt_steps} env steps" in proc.stdout
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["env_steps"] >= target and resumed["eval_episodes"] == 2
+    _columns, later = read_metrics_csv(out / "metrics.csv")
+    steps = [int(float(r["env_steps"])) for r in later if r.get("train/episodes")]
+    assert steps == sorted(steps) and steps[-1] >= target, steps
+    assert len(steps) > len([r for r in mrows if r.get("train/episodes")]), "no episode after the resume"
