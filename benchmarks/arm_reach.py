@@ -5,7 +5,7 @@ policy on the 2-joint reacher, the bundled 6-joint arm and the 7-joint pusher, e
 For each arm: train `--steps` env steps (the "reach" preset, seed 0), then evaluate the final
 checkpoint's deterministic policy and the uniform random policy on the same 50 seeded episodes
 (`mbpo-ros eval`'s definition: the end effector ends the episode within the success threshold).
-Prints one table row per arm and writes benchmarks/results/arm_reach.json.
+Prints one table row per arm (the docs/benchmarks.md table) and writes <out>/arm_reach.json.
 
 Run:  nice -n 10 .venv/bin/python benchmarks/arm_reach.py [--steps 3000] [--arms reacher,arm6,pusher]
 """
@@ -20,8 +20,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def gym_asset(name: str) -> str:
@@ -77,9 +75,8 @@ def main() -> int:
         print(f"| {arm} | {n} | {args.steps} | {trained.success_rate:.0%} | {rand.success_rate:.0%} | "
               f"{100 * trained.final_distance_m:.1f} cm | {100 * rand.final_distance_m:.1f} cm | {minutes:.1f} |",
               flush=True)
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "arm_reach.json").write_text(json.dumps({"rows": rows, "argv": sys.argv[1:]}, indent=2) + "\n")
+    (out_root / "arm_reach.json").write_text(json.dumps({"rows": rows, "argv": sys.argv[1:]}, indent=2) + "\n")
+    print(f"runs and arm_reach.json in {out_root}", flush=True)
     return 0
 
 

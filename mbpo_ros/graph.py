@@ -265,18 +265,20 @@ def check_namespace(namespace: str, name: str = "namespace") -> str:
 #: parameters `robot_parameters` gives each node
 TWIN_ARM_PARAMETERS = ("model_path", "servo", "ee_body", "reach.home_pose", "reach.goal_low", "reach.goal_high")
 AGENT_ARM_PARAMETERS = ("joint_names", "position_lower", "position_upper", "velocity_limits", "reach.home_pose",
-                        "reach.goal_low", "reach.goal_high")
+                        "reach.goal_low", "reach.goal_high", "robot_model", "robot_servo", "ee_body")
 
 
 def robot_parameters(robot: str, servo: str = "", ee_body: str = "") -> dict[str, Any]:
     """The parameters that point twin_node and agent_node at an arm model (sim/arm_model.py arm_profile):
-    model_path, servo, ee_body (twin); joint_names, limits (agent); home pose and goal box (both).
+    model_path, servo, ee_body (twin); joint_names, limits, robot_model (the agent's forward kinematics),
+    robot_servo, ee_body (agent); home pose and goal box (both).
     Raises ValueError (ArmModelError) naming the option that fixes the model."""
     from mbpo_ros.sim.arm_model import arm_profile
 
     path = str(Path(robot).expanduser().resolve())
     prof = arm_profile(path, servo=servo, ee_body=ee_body)
-    return {"model_path": path, "servo": servo, "ee_body": ee_body, "joint_names": list(prof.joint_names),
+    return {"model_path": path, "robot_model": path, "servo": servo, "robot_servo": servo, "ee_body": ee_body,
+            "joint_names": list(prof.joint_names),
             "position_lower": list(prof.position_lower), "position_upper": list(prof.position_upper),
             "velocity_limits": list(prof.velocity_limits), "reach.home_pose": list(prof.home_pose),
             "reach.goal_low": list(prof.goal_low), "reach.goal_high": list(prof.goal_high)}

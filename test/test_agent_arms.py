@@ -53,3 +53,60 @@ def test_deploy_refuses_another_arm_naming_the_joints(tmp_path, ros_domain, twin
     assert "trained for another arm" in out
     for w in words:
         assert w in out, out[-3000:]
+
+
+def test_agent_computes_the_end_effector_from_the_model_without_an_ee_pose_publisher(tmp_path, ros_context):
+    """robot_model: the agent's forward kinematics replace /ee_pose (an arm with UR joint names, a gripper
+    joint and shuffled JointState order, and no pose publisher: the agent is not stale and commands)."""
+    import time
+
+    import numpy as np
+    from arm_urdf import ur5e_urdf
+    from test_agent_support import BASE, FakeRobot
+
+    model = ur5e_urdf(tmp_path / "ur5e.urdf")
+    robot = FakeRobot(ros_context, joints=[*UR_JOINTS, "gripper_joint"])
+    robot.publish_ee = False  # nobody publishes /ee_pose
+    robot.shuffle = True
+    agent = AgentProcess(tmp_path, {**BASE, "joint_names": UR_JOINTS, "allow_extra_joints": True,
+                                    "robot_model": str(model), "robot_servo": "velocity", "ee_body": "tool0",
+                                    "position_lower": [-6.2] * 6, "position_upper": [6.2] * 6,
+                                    "run_dir": str(tmp_path / "run")})
+    try:
+        robot.start_publishing(100.0)
+        assert robot.wait_for_commands(30, timeout=60), agent.output()[-3000:]
+        t = time.monotonic()
+        time.sleep(1.0)
+        cmds = np.array([c for _, c in robot.commands_since(t)])
+        assert len(cmds) > 10 and cmds.shape[1] == 6 and np.any(cmds != 0.0), "stale: no end-effector pose?"
+        assert "forward kinematics of" in agent.output()
+    finally:
+        robot.close()
+        assert agent.stop() == 0, agent.output()[-3000:]
+
+
+def test_an_ee_pose_in_another_frame_is_rejected(tmp_path, ros_context):
+    """An external /ee_pose stays possible; its frame_id must be the configured base_frame."""
+    import time
+
+    import numpy as np
+    from test_agent_support import BASE, FakeRobot, values
+
+    robot = FakeRobot(ros_context)
+    robot.ee_frame = "world"
+    agent = AgentProcess(tmp_path, {**BASE, "base_frame": "base_link", "run_dir": str(tmp_path / "run")})
+    try:
+        robot.start_publishing(100.0)
+        st = robot.wait_for_status("agent_node: safety",
+                                   lambda s: int(values(s).get("rejected /ee_pose:frame_id", "0") or 0) > 10, timeout=60)
+        assert st is not None, agent.output()[-3000:]
+        t = time.monotonic()
+        time.sleep(0.5)
+        assert np.all(np.array([c for _, c in robot.commands_since(t)]) == 0.0), "stale without a valid ee_pose"
+        robot.ee_frame = "base_link"
+        t = time.monotonic()
+        time.sleep(1.5)
+        assert np.any(np.array([c for _, c in robot.commands_since(t + 0.5)]) != 0.0)
+    finally:
+        robot.close()
+        assert agent.stop() == 0, agent.output()[-3000:]

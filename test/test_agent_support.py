@@ -116,6 +116,7 @@ class FakeRobot:
         self.shuffle = False
         self.integrate = False  # True: q follows the velocity commands (a kinematic arm)
         self.publish_ee = True  # False: /ee_pose goes silent while /joint_states goes on
+        self.ee_frame = ""  # frame_id of /ee_pose
         self.publish_goal = True  # False: no /goal with each state (a latched one sent once is enough)
         self.published = 0
         self.q_history: list[tuple[float, np.ndarray]] = []
@@ -146,6 +147,7 @@ class FakeRobot:
         self.js_pub.publish(msg)
         ee = PoseStamped()
         ee.header.stamp = stamp
+        ee.header.frame_id = self.ee_frame
         ee.pose.position.x, ee.pose.position.y, ee.pose.position.z = 0.3, 0.0, 0.3
         if self.publish_ee:
             self.ee_pub.publish(ee)

@@ -1,6 +1,7 @@
 """`mbpo-ros train --robot FILE` over ROS 2 (twin_node + agent_node, lock-step) on arms other than the bundled
 one, in a short run that only checks the pipeline: the graph gets the arm's joints, limits, home pose
-and goal box; the checkpoint names the arm; `mbpo-ros eval` rebuilds it and refuses another arm.
+and goal box; the agent computes the end-effector position with the model's forward kinematics; the
+checkpoint names the arm; `mbpo-ros eval` rebuilds it and refuses another arm.
 The Panda (7 joints, URDF) stands for the others here (each of the five arms goes through the
 in-process pipeline in test_sim_arms.py; learning on them is measured by benchmarks/arm_reach.py)."""
 
@@ -57,7 +58,12 @@ def test_train_on_another_arm_checkpoints_it_and_eval_rebuilds_it(arm, tmp_path)
                         capture_output=True, text=True, timeout=300, env=env)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert json.loads(ev.stdout)["episodes"] == 2
-    bundled = subprocess.run([*MBPO_ROS, "eval", "--checkpoint", str(out), "--episodes", "1"],
+    assert identity["robot"]["model"] == model  # the agent's forward kinematics ran on this model file
+    rebuilt = subprocess.run([*MBPO_ROS, "eval", "--checkpoint", str(out), "--episodes", "1", "--json"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    bundled = subprocess.run([*MBPO_ROS, "eval", "--checkpoint", str(out), "--episodes", "1", "--robot",
+                              str(REPO / "mbpo_ros" / "sim" / "assets" / "arm6.xml")],
                              capture_output=True, text=True, timeout=300, env=env)
     assert bundled.returncode == 2 and "trained for another arm" in bundled.stderr
-    assert "--robot FILE" in bundled.stderr and "Traceback" not in bundled.stderr
+    assert "panda_joint1" in bundled.stderr and "Traceback" not in bundled.stderr

@@ -143,7 +143,9 @@ def test_namespaced_graph_runs_inside_its_namespace(ros_context, tmp_path):
     agent_yaml, twin_yaml = tmp_path / "mbpo.yaml", tmp_path / "twin.yaml"
     text = (REPO / "config" / "mbpo.yaml").read_text()
     assert "\n    max_velocity_step: 3.0  #" in text
-    agent_yaml.write_text(text.replace("\n    max_velocity_step: 3.0  #", "\n    max_velocity_step: 2.5  #"))
+    assert "\n    base_frame: base_link  #" in text  # the agent checks the ee_pose frame against it
+    agent_yaml.write_text(text.replace("\n    max_velocity_step: 3.0  #", "\n    max_velocity_step: 2.5  #")
+                          .replace("\n    base_frame: base_link  #", "\n    base_frame: arm1_base  #"))
     text = (REPO / "config" / "twin.yaml").read_text()
     assert "\n    frame_id: base_link " in text
     twin_yaml.write_text(text.replace("\n    frame_id: base_link ", "\n    frame_id: arm1_base "))

@@ -181,3 +181,18 @@ def test_every_arm_trains_checkpoints_and_evaluates_in_a_short_run(arm, tmp_path
     other = ARMS["panda" if arm != "panda" else "ur5e"]
     with pytest.raises(ValueError, match="trained for another arm: joints .* not in this arm"):
         sim_eval.env_kwargs_for(identity, robot=other[0](tmp_path), servo=other[1], ee_body=other[2])
+
+
+def test_forward_kinematics_follows_the_agent_joint_order(tmp_path):
+    """sim/kinematics.py (the agent's FK): joints given in any order map to the same end-effector position."""
+    from mbpo_ros.sim.kinematics import ForwardKinematics
+
+    path = str(ur5e_urdf(tmp_path / "ur5e.urdf"))
+    order = [5, 2, 0, 4, 1, 3]
+    fk = ForwardKinematics(path, [UR5E_JOINTS[i] for i in order], ee_body="tool0")
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        q = rng.uniform(-3, 3, size=6)
+        np.testing.assert_allclose(fk(q[order]), dh_forward(UR5E_DH, q, False), atol=1e-6)
+    with pytest.raises(ValueError, match="not in"):
+        ForwardKinematics(path, ["joint_a"], ee_body="tool0")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -275,8 +275,12 @@ class InputCache:
 
     def __init__(self, joint_names: Sequence[str], allow_extra_joints: bool = False, bounds: Bounds | None = None,
                  max_stamp_ahead: float = 5.0, resync_after: float = 0.25,
-                 topics: tuple[str, str, str] = ("joint_states", "ee_pose", "goal")) -> None:
+                 topics: tuple[str, str, str] = ("joint_states", "ee_pose", "goal"),
+                 forward_kinematics: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.bounds = bounds or Bounds()
+        #: q [n] -> end-effector position [3]: when given, every accepted joint state also sets the
+        #: end-effector position (same stamp) and /ee_pose messages are not needed
+        self.forward_kinematics = forward_kinematics
         self.topics = topics
         self.validator = JointStateValidator(joint_names, allow_extra_joints, self.bounds)
         self.gates = {t: StampGate(t, max_stamp_ahead, resync_after) for t in topics}
@@ -310,6 +314,9 @@ class InputCache:
             return False
         self._seq[topic] += 1
         self.state = ArmState(q, qd, int(stamp_ns), float(now), self._seq[topic], self.gates[topic].epoch)
+        if self.forward_kinematics is not None:
+            self.ee = Stamped3(np.asarray(self.forward_kinematics(q), dtype=np.float64), int(stamp_ns), float(now),
+                               self.state.seq, self.state.epoch)
         return True
 
     def _on_vec3(self, topic: str, xyz: Sequence[float], stamp_ns: int, now: float) -> Stamped3 | None:

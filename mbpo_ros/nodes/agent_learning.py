@@ -75,7 +75,8 @@ def agent_identity(p: Any) -> dict:
     from mbpo_ros.core.identity import robot_identity
 
     return robot_identity(p.joint_names, p.position_lower, p.position_upper, p.velocity_limits, p.command_interface,
-                          p.control_rate)
+                          p.control_rate, model=p.robot_model, servo=p.robot_servo, ee_body=p.ee_body,
+                          ee_site=p.ee_site)
 
 
 class AgentLearning:

@@ -117,11 +117,21 @@ class AgentWiring:
         goal_sub = self.create_subscription(PointStamped, "goal", self._on_goal, latched, callback_group=io_group,
                                             event_callbacks=SubscriptionEventCallbacks(
                                                 incompatible_qos=self._on_goal_qos_mismatch))
-        ee_sub = self.create_subscription(PoseStamped, "ee_pose", self._on_ee_pose, qos_profile_sensor_data,
-                                          callback_group=io_group)
-        self.topics = (js_sub.topic_name, ee_sub.topic_name, goal_sub.topic_name)
+        fk = None
+        if p.robot_model:  # the end-effector position from the joint states: no ee_pose publisher needed
+            from mbpo_ros.sim.kinematics import ForwardKinematics
+
+            try:
+                fk = ForwardKinematics(p.robot_model, p.joint_names, p.ee_body, p.ee_site, p.robot_servo)
+            except ValueError as exc:
+                raise ParameterError(f"parameter 'robot_model': {exc}") from exc
+        ee_sub = None if fk is not None else self.create_subscription(
+            PoseStamped, "ee_pose", self._on_ee_pose, qos_profile_sensor_data, callback_group=io_group)
+        ee_topic = ee_sub.topic_name if ee_sub is not None else f"forward kinematics of {p.robot_model}"
+        self.topics = (js_sub.topic_name, ee_topic, goal_sub.topic_name)
         self.controller = Controller(controller_config(s), self.task, self.learning, self.learning.env_steps_at_start,
                                      self.topics)
+        self.controller.inputs.forward_kinematics = fk
         self.loop_stats = PeriodStats(self.period)
         self._state_cv = threading.Condition()
         self._reset = (0, ResetStatus.NOT_CALLED)
@@ -193,6 +203,11 @@ class AgentWiring:
         self._feed(self.controller.inputs.on_goal, (msg.point.x, msg.point.y, msg.point.z), _stamp_ns(msg.header))
 
     def _on_ee_pose(self, msg: PoseStamped) -> None:
+        if self.p.base_frame and msg.header.frame_id and msg.header.frame_id != self.p.base_frame:
+            self.controller.inputs.rejects.add(self.topics[1], "frame_id")
+            self.get_logger().warning(f"rejected ee_pose in frame {msg.header.frame_id!r}: base_frame is "
+                                      f"{self.p.base_frame!r}", throttle_duration_sec=1.0)
+            return
         pos = msg.pose.position
         self._feed(self.controller.inputs.on_ee_pose, (pos.x, pos.y, pos.z), _stamp_ns(msg.header))
 

@@ -175,6 +175,15 @@ class AgentParams:
                                "resolved in the node's namespace)")
     allow_extra_joints: bool = _p(False, "accept JointState messages that also name joints the arm "
                                   "does not control (e.g. a gripper); false rejects them as unknown_joint")
+    robot_model: str = _p("", "MJCF or URDF file of the arm: the end-effector position is computed from the "
+                          "joint states by its forward kinematics (no ee_pose publisher needed); empty = read ee_pose")
+    robot_servo: str = _p("", "with robot_model: servo conversion the model was trained with (velocity, position, "
+                          "or empty), as the twin's servo parameter", choices=("", "velocity", "position"))
+    ee_body: str = _p("", "with robot_model: body at whose origin the end-effector site is added (as the twin's "
+                      "ee_body); empty = the model has the site ee_site")
+    ee_site: str = _p("ee_site", "with robot_model: the end-effector site of the model")
+    base_frame: str = _p("base_link", "frame of the arm's base: an ee_pose whose frame_id names another frame "
+                         "is rejected (empty = not checked)")
     control_rate: float = _p(20.0, "control steps per second [Hz]", 1.0, 1000.0)
     lockstep: bool = _p(False, "one control step per new joint-state stamp instead of a timer; while "
                         "training, wait for the trainer before commanding (deterministic runs)")

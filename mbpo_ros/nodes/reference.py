@@ -50,7 +50,8 @@ INTERFACE: tuple[Endpoint, ...] = (
     Endpoint("agent_node", "subscribes", "/joint_states", "sensor_msgs/msg/JointState",
              "sensor-data QoS, matched by joint name"),
     Endpoint("agent_node", "subscribes", "/ee_pose", "geometry_msgs/msg/PoseStamped",
-             "part of the observation; covered by the watchdog"),
+             "part of the observation; covered by the watchdog; frame_id must be base_frame; not subscribed "
+             "with robot_model (forward kinematics instead)"),
     Endpoint("agent_node", "subscribes", "/goal", "geometry_msgs/msg/PointStamped",
              "task goal; reliable, transient local (a goal latched before the agent starts counts)"),
     Endpoint("agent_node", "publishes", "/arm_controller/commands", "std_msgs/msg/Float64MultiArray",
