@@ -111,14 +111,19 @@ def role_arms(n: int, seconds: float) -> None:
     links = [RemoteLink(f"/arm{i + 1}/agent_node", _identity(o, a), o, a) for i in range(n)]
     rng = np.random.default_rng(0)
     t0 = next_t = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        for link in links:
-            obs = rng.standard_normal(o).astype(np.float32)
-            link.submit(obs, rng.uniform(-1, 1, a), float(rng.standard_normal()), obs + 0.01, False, False)
-            for f in link.frames_out(time.monotonic()):
-                pub.publish(frame_msg(f))
-        next_t += 0.05
-        rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
+    try:
+        while time.monotonic() - t0 < seconds:
+            for link in links:
+                obs = rng.standard_normal(o).astype(np.float32)
+                link.submit(obs, rng.uniform(-1, 1, a), float(rng.standard_normal()), obs + 0.01, False, False)
+                for f in link.frames_out(time.monotonic()):
+                    pub.publish(frame_msg(f))
+            next_t += 0.05
+            rclpy.spin_once(node, timeout_sec=max(0.0, next_t - time.monotonic()))
+    except Exception:
+        if rclpy.ok():
+            raise
+        return  # SIGTERM from the benchmark: rclpy shut the context down
     node.destroy_node()
     rclpy.shutdown()
 
