@@ -392,7 +392,9 @@ class AgentWiring:
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
         if self.learning.trainer is None:
-            res.success, res.message = False, f"mode '{self.p.mode}' does not train"
+            res.success, res.message = False, ("learner:=remote: training runs in the learner_node, not here"
+                                               if self.learning.remote is not None
+                                               else f"mode '{self.p.mode}' does not train")
             return res
         try:
             self.learning.trainer.set_paused(bool(req.data))
