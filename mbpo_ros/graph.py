@@ -70,6 +70,17 @@ AGENT_JOINT_STATES_TOPIC = "joint_states"
 #: The twin's reset service as the agent names it (relative: the twin in the agent's namespace).
 TWIN_RESET_SERVICE = "twin_node/reset"
 
+#: Seconds agent_node gets after SIGINT, and again after SIGTERM, before it is killed (launch_ros
+#: Node sigterm_timeout / sigkill_timeout; launch's own default is 5 s each). What it needs: the
+#: learner finishes its current piece of work (a retrain: the reach preset caps it at 20 s) and then
+#: writes the final checkpoint (a full 1,000,000-transition Reach buffer: 2.9 s median, 3.5 s max on
+#: the 2-core machine at load 8.6; benchmarks/final_checkpoint.py, docs/benchmarks.md "Final checkpoint").
+SHUTDOWN_GRACE_S = 30.0
+#: launch's default wait after SIGINT and after SIGTERM (ExecuteLocal's sigterm_timeout/sigkill_timeout)
+LAUNCH_DEFAULT_GRACE_S = 5.0
+_GRACE_DOC = ("seconds agent_node gets after Ctrl-C (SIGINT), and again after SIGTERM, to write its final "
+              "checkpoint before it is killed (launch_ros sigterm_timeout/sigkill_timeout)")
+
 _NAMESPACE_DOC = ("ROS namespace of every node, e.g. /arm1 (topics become /arm1/joint_states, ...); "
                   "empty = the root namespace")
 
@@ -116,6 +127,7 @@ class TrainArgs:
     learner: str = arg("local", "local: the learner is the agent's child process; remote: a learner_node on the "
                        "DDS domain trains (learner.launch.py); with use_sim_time:=false the twin stamps with the "
                        "wall clock (no /clock: several arms can share one machine)")
+    shutdown_grace: float = arg(SHUTDOWN_GRACE_S, _GRACE_DOC)
 
 
 @dataclass
@@ -160,6 +172,7 @@ class DeployArgs:
     run_dir: str = arg("", "run directory for the deploy log; empty = the agent's default")
     seed: int = arg(0, "random seed")
     namespace: str = arg("", _NAMESPACE_DOC)
+    shutdown_grace: float = arg(SHUTDOWN_GRACE_S, _GRACE_DOC)
 
 
 @dataclass(frozen=True)
@@ -177,6 +190,18 @@ class NodeSpec:
     params_files: tuple[str, ...] = ()
     parameters: Mapping[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
+    shutdown_grace: float = 0.0  # s after SIGINT and again after SIGTERM before SIGKILL; 0 = launch's 5 s
+
+    def stop_sequence(self) -> list[tuple[str, float]]:
+        """How the node is stopped, as ros2 launch does it: (signal name, seconds to wait after it)."""
+        grace = self.shutdown_grace or LAUNCH_DEFAULT_GRACE_S
+        return [("SIGINT", grace), ("SIGTERM", grace), ("SIGKILL", 10.0)]
+
+
+def _check_grace(value: float) -> float:
+    if not value >= 0:
+        raise ValueError(f"shutdown_grace = {value} s must be >= 0 (0 = launch's default of 5 s)")
+    return float(value)
 
 
 # --------------------------------------------------------------------------- locations
@@ -336,6 +361,7 @@ def train_graph(args: TrainArgs) -> list[NodeSpec]:
         namespace=namespace,
         params_files=(checked_agent_config(args.config),),
         parameters=agent_params,
+        shutdown_grace=_check_grace(args.shutdown_grace),
     )
     return [twin, agent]
 
@@ -391,6 +417,7 @@ def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
         params_files=(checked_agent_config(args.config),),
         parameters=params,
         remappings=tuple((a, b) for a, b in remaps if a != b),
+        shutdown_grace=_check_grace(args.shutdown_grace),
     )
     return [agent]
 
@@ -457,7 +484,9 @@ def launch_node_kwargs(spec: NodeSpec, output: str = "screen") -> dict[str, Any]
     """The keyword arguments of ``launch_ros.actions.Node`` for ``spec`` (plain data, no launch import).
 
     ``namespace`` is passed only when the spec has one, so an empty namespace leaves the node where
-    the including launch file puts it (e.g. under a ``PushRosNamespace``).
+    the including launch file puts it (e.g. under a ``PushRosNamespace``). ``shutdown_grace`` becomes
+    ``sigterm_timeout`` and ``sigkill_timeout`` (launch's ExecuteLocal arguments: seconds after SIGINT
+    before SIGTERM, and after SIGTERM before SIGKILL), as text, which launch takes as a substitution.
     """
     kwargs: dict[str, Any] = {
         "package": spec.package,
@@ -469,6 +498,8 @@ def launch_node_kwargs(spec: NodeSpec, output: str = "screen") -> dict[str, Any]
     }
     if spec.namespace:
         kwargs["namespace"] = spec.namespace
+    if spec.shutdown_grace > 0:
+        kwargs["sigterm_timeout"] = kwargs["sigkill_timeout"] = repr(float(spec.shutdown_grace))
     return kwargs
 
 

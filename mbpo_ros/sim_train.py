@@ -71,11 +71,13 @@ class GraphProcess:
     def exit_code(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def stop(self, timeout: float) -> int | None:
-        """SIGINT, wait ``timeout``; then SIGTERM, SIGKILL. Returns the exit code (negative = signal)."""
+    def stop(self, sequence: list[tuple[str, float]]) -> int | None:
+        """Signals and waits as NodeSpec.stop_sequence() says (SIGINT, SIGTERM, SIGKILL, as ros2 launch).
+        Returns the exit code (negative = signal)."""
         if self.proc is None:
             return None
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        for name, wait in sequence:
+            sig = getattr(signal, name)
             if self.proc.poll() is not None:
                 break
             with contextlib.suppress(ProcessLookupError):
@@ -347,8 +349,8 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
     finally:
         progress.close()
         # Agent first: SIGINT makes it write its final checkpoint; then the twin.
-        codes = {n.name: n.stop(timeout=90.0 if n.name == "agent_node" else 15.0)
-                 for n in sorted(nodes, key=lambda n: n.name != "agent_node")}
+        grace = {s.name: s.stop_sequence() for s in specs}
+        codes = {n.name: n.stop(grace[n.name]) for n in sorted(nodes, key=lambda n: n.name != "agent_node")}
         tail.poll()
     if failure:
         print(f"mbpo-ros train: FAILED: {failure}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: an isolated ROS 2 domain per test graph."""
+"""Shared pytest fixtures: an isolated ROS 2 domain per test graph, a small real disk that fills up."""
 
 from __future__ import annotations
 
@@ -104,3 +104,34 @@ def kill_after_first_line():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (a real filesystem that fills up); skipped where mounting is not permitted."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {out.stderr.strip()}; "
+                    "test_file_size_limit_is_counted_... covers the failure with RLIMIT_FSIZE")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill_disk(path) -> None:
+    """Write zeros until the filesystem refuses (ENOSPC)."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass  # full: what we wanted
+        try:
+            f.close()
+        except OSError:
+            pass  # its last buffer does not fit either

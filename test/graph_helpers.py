@@ -52,16 +52,21 @@ class Graph:
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.procs.values())
 
-    def stop(self, timeout: float = 60.0) -> dict[str, int | None]:
+    def stop(self) -> dict[str, int | None]:
+        """Stop each node as ros2 launch would (graph.NodeSpec.stop_sequence: SIGINT, then SIGTERM after
+        its grace); None for a node that needed SIGKILL."""
         codes = {}
         for name in sorted(self.procs, key=lambda n: not n.endswith("agent_node")):
             p = self.procs[name]
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-            try:
-                codes[name] = p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                codes[name] = None
+            codes[name] = None
+            for sig, wait in self.specs[name].stop_sequence()[:2]:
+                if p.poll() is None:
+                    p.send_signal(getattr(signal, sig))
+                try:
+                    codes[name] = p.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         for p in self.procs.values():  # never leave a process behind, whatever happened above
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)

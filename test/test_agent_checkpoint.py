@@ -148,3 +148,36 @@ def test_checkpoint_round_trip_through_restart_keeps_every_transition(tmp_path, 
     assert st is not None and int(values(st)["env_steps"]) == 0
     assert agent3.stop() == 0, agent3.output()
     assert len(read_transitions(run_dir)["obs"]) == n2
+
+
+def test_crashed_learner_is_restarted_diagnostics_error_then_ok_and_dead_learner_exit_code(
+        tmp_path, robot, start_agent):
+    """Regression (issue 11): a killed trainer child stopped learning for good, /diagnostics said ERROR
+    and the node exited 0. Now the learner is restarted (ERROR while down, OK after, its transitions
+    kept), and a learner that is dead at shutdown gives exit code 3."""
+    import os
+
+    from mbpo_ros.nodes.agent_node import EXIT_LEARNER_DEAD
+
+    robot.start_publishing(100.0)
+    agent = start_agent()
+    st = robot.wait_for_status("agent_node: learner", lambda s: s.level == b"\x00" and values(s).get("pid"),
+                               timeout=90)
+    assert st is not None, agent.output()
+    first = int(values(st)["pid"])
+    os.kill(first, signal.SIGKILL)
+    t_kill = time.monotonic()
+    down = robot.wait_for_status("agent_node: learner", lambda s: s.level == b"\x02", timeout=20, since=t_kill)
+    assert down is not None and "restarting" in down.message, agent.output()
+    up = robot.wait_for_status("agent_node: learner", lambda s: s.level == b"\x00" and values(s)["restarts"] == "1",
+                               timeout=90, since=t_kill)
+    assert up is not None, agent.output()
+    assert int(values(up)["pid"]) != first and int(values(up)["env_steps"]) > 0
+    assert "learner: OK again" in agent.output() and "learner: learner down" in agent.output()
+
+    os.kill(int(values(up)["pid"]), signal.SIGKILL)  # down again, and the node stops while it is down
+    t_kill = time.monotonic()
+    assert robot.wait_for_status("agent_node: learner", lambda s: s.level == b"\x02", timeout=20, since=t_kill)
+    agent.expected_exit = EXIT_LEARNER_DEAD
+    assert agent.stop(sig=signal.SIGTERM) == EXIT_LEARNER_DEAD, agent.output()
+    assert "dead at shutdown" in agent.output()

@@ -44,6 +44,7 @@ class AgentProcess:
 
     def __init__(self, tmp_path: Path, params: dict, name: str = "agent") -> None:
         self.log_path = tmp_path / f"{name}.log"
+        self.expected_exit = 0
         argv = agent_executable() + ["--ros-args", "--params-file", str(PARAMS)]
         for k, v in params.items():
             argv += ["-p", f"{k}:={yaml_value(v)}"]
@@ -274,7 +275,8 @@ def robot_fixture(ros_context):
 
 
 def start_agent_fixture(tmp_path, base=None):
-    """Body of a `start_agent` fixture: start(**params) -> AgentProcess; every agent must exit 0."""
+    """Body of a `start_agent` fixture: start(**params) -> AgentProcess; every agent must exit 0 (or the
+    code a test set in its `expected_exit`)."""
     procs: list[AgentProcess] = []
     base = BASE if base is None else base
 
@@ -286,4 +288,4 @@ def start_agent_fixture(tmp_path, base=None):
     yield start
     for p in procs:
         code = p.stop()
-        assert code == 0, f"agent_node exited with {code}:\n{p.output()[-3000:]}"
+        assert code == p.expected_exit, f"agent_node exited with {code}:\n{p.output()[-3000:]}"

@@ -45,7 +45,7 @@ def test_lockstep_graph_trains_logs_and_checkpoints_on_sigint(tmp_path, ros_cont
         assert np.abs(probe.states[-1][2] - probe.states[0][2]).max() > 1e-3
     finally:
         probe.close()
-        codes = g.stop(timeout=60.0)
+        codes = g.stop()
     assert codes == {"agent_node": 0, "twin_node": 0}, f"exit codes {codes}\n{g.log_text()}"
     assert (run_dir / "checkpoint").is_dir(), f"no final checkpoint\n{g.log_text()}"
     from mbpo_ros.io.transition_log import read_transitions
@@ -75,7 +75,7 @@ def test_realtime_graph_commands_at_the_control_rate(tmp_path, ros_context):
         assert len(probe.states) / elapsed > 20.0, "twin publishes joint states (default 100 Hz)"
     finally:
         probe.close()
-        codes = g.stop(timeout=60.0)
+        codes = g.stop()
     assert codes == {"agent_node": 0, "twin_node": 0}, f"exit codes {codes}\n{g.log_text()}"
     assert (run_dir / "checkpoint").is_dir(), f"no final checkpoint\n{g.log_text()}"
 
@@ -122,5 +122,5 @@ def test_deploy_graph_drives_a_ros2_control_style_arm(tmp_path, ros_context):
         assert np.abs(probe.states[-1][2] - probe.states[0][2]).max() > 1e-3, "the arm does not move"
     finally:
         probe.close()
-        codes = g.stop(timeout=30.0)
+        codes = g.stop()
     assert codes == {"agent_node": 0, "twin_node": 0}, f"exit codes {codes}\n{g.log_text()}"

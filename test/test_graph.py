@@ -310,3 +310,24 @@ def test_processes_started_for_tests_and_benchmarks_discover_on_this_host_only()
     assert env == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "PATH": "/bin", "ROS_DOMAIN_ID": "7"}
     # conftest.py sets it for the whole session, so every child process of every test inherits it.
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+
+
+@pytest.mark.parametrize("cls", [TrainArgs, DeployArgs])
+def test_agent_gets_the_shutdown_grace_in_launch_and_in_the_subprocess_twin(cls):
+    """Regression (issue 11): under ros2 launch, agent_node got launch's default 5 s after Ctrl-C, then
+    SIGTERM, then SIGKILL 5 s later: a long run's final checkpoint did not fit. The grace is a launch
+    argument, passed to launch_ros Node as sigterm_timeout/sigkill_timeout, and the subprocess twin
+    (mbpo-ros train, the tests) stops the nodes with the same sequence."""
+    base = {"checkpoint": "ck"} if cls is DeployArgs else {"twin_config": "/tmp/twin.yaml"}
+    build = graph.deploy_graph if cls is DeployArgs else graph.train_graph
+    assert cls().shutdown_grace == graph.SHUTDOWN_GRACE_S > 3 * graph.LAUNCH_DEFAULT_GRACE_S
+    specs = {s.name: s for s in build(graph.args_from_strings(cls, {**base, "config": AGENT_YAML,
+                                                                     "shutdown_grace": "45"}))}
+    kwargs = graph.launch_node_kwargs(specs["agent_node"])
+    assert kwargs["sigterm_timeout"] == kwargs["sigkill_timeout"] == "45.0"
+    assert specs["agent_node"].stop_sequence() == [("SIGINT", 45.0), ("SIGTERM", 45.0), ("SIGKILL", 10.0)]
+    if "twin_node" in specs:  # the twin has nothing to save: launch's defaults
+        assert "sigterm_timeout" not in graph.launch_node_kwargs(specs["twin_node"])
+        assert specs["twin_node"].stop_sequence()[0] == ("SIGINT", graph.LAUNCH_DEFAULT_GRACE_S)
+    with pytest.raises(ValueError, match="shutdown_grace = -1.0 s must be >= 0"):
+        build(graph.args_from_strings(cls, {**base, "config": AGENT_YAML, "shutdown_grace": "-1"}))

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from ament_index_python.packages import get_package_share_directory
+from conftest import fill_disk
 from mcap.exceptions import McapError
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
@@ -298,37 +299,6 @@ def test_log_works_without_ament_prefix_path(tmp_path, monkeypatch):
     assert got["reward"].tolist() == [0.5]
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 4 MiB tmpfs (a real filesystem that fills up); skipped where mounting is not permitted."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True,
-                         text=True)
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {out.stderr.strip()}; "
-                    "test_file_size_limit_is_counted_... covers the failure with RLIMIT_FSIZE")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-def _fill(path) -> None:
-    """Write zeros until the filesystem refuses (ENOSPC)."""
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 16))
-                f.flush()
-        except OSError:
-            pass  # full: what we wanted
-        try:
-            f.close()
-        except OSError:
-            pass  # its last buffer does not fit either
-
-
 def test_full_disk_error_then_recovery_in_a_new_segment(small_disk):
     """Regression (issue 11): on a full disk the writer stopped for good and close() raised. Now it
     reports ERROR, counts what it lost, writes again in a new segment when space returns, and
@@ -338,7 +308,7 @@ def test_full_disk_error_then_recovery_in_a_new_segment(small_disk):
     _write(log, tr, 0, 100)
     log.flush()
     assert log.status().level == "OK" and log.written == 100
-    _fill(small_disk / "filler")
+    fill_disk(small_disk / "filler")
     ids = [log.append(tr["obs"][i], tr["action"][i], tr["reward"][i], tr["next_obs"][i], False, False, 0,
                       int(tr["step"][i]), int(tr["stamp_ns"][i])) for i in range(100, 200)]
     log.flush()

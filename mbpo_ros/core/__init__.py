@@ -7,8 +7,7 @@ reward functions, task registry), ``reach`` (the Reach task: observation, reward
 ``safety`` (command clipping, rate limits, watchdog, e-stop), ``schedule`` (when to retrain and how
 many SAC updates are owed), ``state_dict`` (optimiser state as flat tensors + a JSON skeleton),
 ``allocator`` (glibc heap retention for tensor churn), ``gemm`` (narrow matrix products in the form
-MKL serves fast). ``trainer_process`` is a forwarding name for ``mbpo_ros.learner`` (MBPO in a child
-process beside the control loop).
+MKL serves fast). MBPO in a child process beside the control loop is ``mbpo_ros.learner``.
 
 This package imports nothing on purpose: ``mbpo_ros.core.policy`` and ``mbpo_ros.core.config``
 must stay importable in a control process without pulling in torch.

@@ -705,7 +705,7 @@ class TransitionLog:
 _TRUNCATION_ERRORS = (McapError, EOFError, struct.error, ValueError)
 
 
-def _iter_segment(path: Path) -> Iterator[tuple[Any, int, int]]:
+def _iter_segment(path: Path, warn_torn: bool = True) -> Iterator[tuple[Any, int, int]]:
     """(decoded Float64MultiArray, log_time_ns, log id) of one segment, tolerating a torn tail.
 
     The log id's session comes from the channel's metadata; segments written before sessions
@@ -720,21 +720,23 @@ def _iter_segment(path: Path) -> Iterator[tuple[Any, int, int]]:
             except StopIteration:
                 return
             except _TRUNCATION_ERRORS as e:
-                log.warning("%s ends early (%s: %s); its writer did not close it. Reading what it holds.",
-                            path, type(e).__name__, e)
+                if warn_torn:
+                    log.warning("%s ends early (%s: %s); its writer did not close it. Reading what it holds.",
+                                path, type(e).__name__, e)
                 return
             session = int(channel.metadata.get(SESSION_KEY, fallback_session))
             yield msg, message.log_time, log_id(session, int(message.sequence))
 
 
-def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_transitions(path: str | os.PathLike, warn_torn: bool = True) -> dict[str, np.ndarray]:
     """Read every transition of the log at ``path`` (dir, base .mcap, or one segment file).
 
     Returns stacked arrays (N transitions, in write order, segments in index order):
     obs [N, obs_dim], action [N, act_dim], reward [N], next_obs [N, obs_dim],
     terminated [N] bool, truncated [N] bool, episode [N] int64, step [N] int64,
     stamp_ns [N] int64, log_id [N] int64 (what ``append`` returned), segment [N] int64
-    (the file's index). With no transitions, every array has length 0.
+    (the file's index). With no transitions, every array has length 0. warn_torn: log a warning for
+    a segment without footer (False for a log whose writer is still running).
     """
     p = Path(path)
     base = _base_path(p)
@@ -749,7 +751,7 @@ def read_transitions(path: str | os.PathLike) -> dict[str, np.ndarray]:
     sizes: list[int] | None = None
     for seg in paths:
         seg_index = _segment_index(seg)
-        for msg, log_time, lid in _iter_segment(seg):
+        for msg, log_time, lid in _iter_segment(seg, warn_torn):
             labels = [d.label for d in msg.layout.dim]
             seg_sizes = [int(d.size) for d in msg.layout.dim]
             if labels != list(FIELDS):

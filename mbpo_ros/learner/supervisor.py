@@ -597,10 +597,13 @@ class TrainerProcess:
                 self._error = self._error or f"receiver thread failed: {type(e).__name__}: {e}"
         finally:
             conn.close()
+            child.proc.join(timeout=1.0)  # reap it, so its exit code can be told
+            code = child.proc.exitcode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             with self._cond:
                 child.exited = True
                 if not self._closed and child.close_reply is None and not self._error:
-                    self._error = f"the trainer process exited unexpectedly (exit code {child.proc.exitcode})"
+                    self._error = f"the trainer process exited unexpectedly ({how})"
                 self._cond.notify_all()
 
     def _receive(self, child: _Child, conn: Any) -> None:

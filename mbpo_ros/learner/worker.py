@@ -358,7 +358,7 @@ class Worker:
             return
         from mbpo_ros.io.transition_log import read_transitions
 
-        data = read_transitions(self.log_path)
+        data = read_transitions(self.log_path, warn_torn=False)  # the live segment has no footer yet
         ids = data["log_id"]
         for i in np.flatnonzero(ids >= 0):
             if int(ids[i]) in self.held:

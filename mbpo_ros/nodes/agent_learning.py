@@ -1,21 +1,23 @@
-"""The learning side of agent_node, without ROS: trainer process, transition log, episodes.csv, checkpoints.
+"""The learning side of agent_node, without ROS: learning session, transition log, episodes.csv, checkpoints.
 
-`AgentLearning` is the controller's `Learner` (control/controller.py): `submit(transition)` hands a
-transition to the TrainerProcess (train mode) and appends it to the rosbag2 directory `<run_dir>/transitions/` (train,
-collect); `policy(env_steps)` gives the latest snapshot (lock-step: after the trainer caught up) or
-the checkpoint's policy (deploy). It also writes one `episodes.csv` row per finished episode, the run's metrics (io/metrics.py:
+`AgentLearning` is the controller's `Learner` (control/controller.py): `submit(transition)` logs the
+transition to the rosbag2 directory `<run_dir>/transitions/` and, in train mode, hands it to the learner with its log
+id (learner.LearningSession: the log is the source of truth, the supervised learner child replays
+it after a crash and runs its own periodic checkpoints); `policy(env_steps)` gives the latest
+snapshot (lock-step: after the trainer caught up) or the checkpoint's policy (deploy, NumPy only).
+It also writes one `episodes.csv` row per finished episode and the run's metrics (io/metrics.py:
 `metrics.csv`, TensorBoard scalars under `tb/` grouped `train/...` (episodes, SAC losses, UTD) and
-`model/...` (model hold-out losses, buffers), `learning_curve.png` at the end), and runs the
-periodic checkpoints in a thread of its own, so none of this ever waits in the control loop
-(except the lock-step wait, which is the point of lock-step). A resumed run keeps the metrics up to
-its checkpoint (rows after it are redone).
+`model/...` (model hold-out losses, buffers), `learning_curve.png` at the end; a resumed run keeps
+the metrics up to its checkpoint, rows after it are redone), and turns the learner's and the log's
+health into the /diagnostics status, saying through the node's logger when either changes level
+(a full disk: ERROR, then WARN with the counts once the log writes again). Nothing here waits in
+the control loop (except the lock-step wait, which is the point of lock-step).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -80,7 +82,7 @@ def agent_identity(p: Any) -> dict:
 
 
 class AgentLearning:
-    """Trainer, policy and records of one agent_node run (module docstring).
+    """Learning session, policy and records of one agent_node run (module docstring).
 
     p: the node's AgentParams; settings: its AgentSettings; task: the ReachTask; log: a logger with
     info/warning/error (the node's). Raises ValueError (a ParameterError from the caller's view) when a
@@ -89,14 +91,13 @@ class AgentLearning:
 
     def __init__(self, p: Any, settings: Any, task: Any, run_dir: Path, log: Any, arm: str = "") -> None:
         self.p, self.log, self.run_dir = p, log, run_dir
-        self.trainer = self.policy_snapshot = self.tlog = self.episode_log = self.metrics = None
+        self.session = self.trainer = self.policy_snapshot = self.tlog = self.episode_log = self.metrics = None
         self.remote = None  # learner:=remote: learner.remote.RemoteLink
         self._successes: deque = deque(maxlen=SUCCESS_WINDOW)
         self.env_steps_at_start = 0
         self.submitted = 0
         self.last_checkpoint = self.checkpoint_error = ""
-        self._checkpoint_request, self._stop = threading.Event(), threading.Event()
-        self._thread = threading.Thread(target=self._checkpoint_loop, name="agent-checkpoints", daemon=True)
+        self._levels: dict[str, str] = {}  # last level logged per part ("learner", "log")
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if p.mode == "train" and p.learner == "remote":
@@ -107,24 +108,27 @@ class AgentLearning:
                                          retain=p.fleet_retain, policy_age_warn=p.policy_age_warn,
                                          log_path=run_dir / "transitions.mcap" if p.log_transitions else None)
             elif p.mode == "train":
-                from mbpo_ros.learner import TrainerProcess
+                from mbpo_ros.learner.session import LearningSession
 
                 # the child builds the same task (reach.* included): its rollouts score like the log; the
                 # checkpoint names the arm and the task (core/identity.py)
-                self.trainer = TrainerProcess(task.obs_dim, task.act_dim, settings.cfg, p.task, run_dir, resume=True,
-                                              queue_size=p.queue_size, lockstep=p.lockstep,
-                                              task_kwargs={"cfg": settings.reach, "n_joints": len(p.joint_names),
-                                                           "robot": agent_identity(p)})
-                self.trainer.start()
+                self.session = LearningSession(
+                    run_dir, task.obs_dim, task.act_dim, settings.cfg, p.task,
+                    {"cfg": settings.reach, "n_joints": len(p.joint_names), "robot": agent_identity(p)},
+                    lockstep=p.lockstep, queue_size=p.queue_size, log_transitions=p.log_transitions,
+                    checkpoint_period=p.checkpoint_period)
+                self.session.start()
+                self.trainer, self.tlog = self.session.trainer, self.session.log
                 st = self.trainer.stats()
                 self.env_steps_at_start = int(st.get("env_steps", 0))
-                if st.get("resumed"):
-                    log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps")
+                if st.get("resumed") or st.get("replayed"):
+                    log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps "
+                             f"({st.get('replayed', 0)} transitions replayed from the log)")
             elif p.mode == "deploy":
                 from mbpo_ros.core.identity import check_robot, check_task
                 from mbpo_ros.io.checkpoint import load_identity, load_policy
 
-                self.policy_snapshot = load_policy(p.checkpoint)
+                self.policy_snapshot = load_policy(p.checkpoint)  # NumPy only: no torch, no buffers
                 recorded = load_identity(p.checkpoint)  # refuse another arm or task, naming the difference
                 check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}")
                 check_task(recorded["task"], task.name, task.obs_dim, task.act_dim, what=f"checkpoint {p.checkpoint}")
@@ -132,7 +136,7 @@ class AgentLearning:
                     raise ValueError(
                         f"parameter 'checkpoint': its policy maps {self.policy_snapshot.obs_dim} observations to "
                         f"{self.policy_snapshot.act_dim} actions; this arm needs {task.obs_dim} -> {task.act_dim}")
-            if p.log_transitions and p.mode != "deploy":
+            if p.log_transitions and p.mode != "deploy" and self.session is None:  # collect, or learner:=remote
                 from mbpo_ros.io.transition_log import TransitionLog
 
                 self.tlog = TransitionLog(run_dir / "transitions.mcap", obs_dim=task.obs_dim, act_dim=task.act_dim,
@@ -145,26 +149,30 @@ class AgentLearning:
                 self.metrics = MetricsLogger(run_dir, x_key="env_steps", resume=resumed,
                                              resume_at=self.env_steps_at_start if resumed else None)
         except BaseException:
-            if self.trainer is not None:
-                self.trainer.close(checkpoint=False, timeout=10.0)
+            if self.session is not None:
+                self.session.close(checkpoint=False, timeout=10.0)
+            elif self.tlog is not None:
+                self.tlog.close()
             raise
 
     # ------------------------------------------------------------------ the controller's Learner
 
     def submit(self, tr: Transition) -> bool:
-        accepted = True
-        if self.trainer is not None:
-            accepted = self.trainer.submit(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated)
+        """Log first (the source of truth), then the learner, with the log id. Never blocks."""
+        episode = self.episode_log.episodes if self.episode_log is not None else 0
+        if self.session is not None:
+            accepted = self.session.record(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated,
+                                           episode, tr.step, tr.stamp_ns)
             self.submitted += int(accepted)
+            return accepted
         log_id = -1
         if self.tlog is not None:  # non-blocking: the log has its own bounded queue and writer thread
-            episode = self.episode_log.episodes if self.episode_log is not None else 0
             log_id = self.tlog.append(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, episode,
                                       tr.step, tr.stamp_ns)
         if self.remote is not None:  # kept for the remote learner; never waits for the network
             self.remote.submit(tr.obs, tr.action, tr.reward, tr.next_obs, tr.terminated, tr.truncated, log_id)
             self.submitted += 1
-        return accepted
+        return True
 
     def policy(self, env_steps: int):
         if self.remote is not None:
@@ -173,7 +181,7 @@ class AgentLearning:
             return self.policy_snapshot
         if self.p.lockstep and not self.trainer.wait_until_trained(env_steps, self.p.lockstep_train_timeout):
             self.log.warning(f"trainer not done with step {env_steps} within {self.p.lockstep_train_timeout} s "
-                             f"({self.trainer.stats().get('error') or 'still busy'}); going on with the last policy",
+                             f"({self.trainer.health().message}); going on with the last policy",
                              throttle_duration_sec=10.0)
         return self.trainer.latest_snapshot()
 
@@ -194,75 +202,104 @@ class AgentLearning:
             self.metrics.log(row)
 
     def start(self) -> None:
-        self._thread.start()
-
-    def request_checkpoint(self) -> None:
-        """Ask the checkpoint thread for a checkpoint (the periodic timer)."""
-        self._checkpoint_request.set()
-
-    def _checkpoint_loop(self) -> None:
-        """Periodic checkpoints wait on the trainer here, never in the control loop."""
-        while not self._stop.is_set():
-            if self._checkpoint_request.wait(0.2):
-                self._checkpoint_request.clear()
-                try:
-                    self.save_checkpoint()
-                except (RuntimeError, TimeoutError) as exc:
-                    self.log.warning(f"periodic checkpoint skipped, next period retries: {exc}")
+        """Nothing to start: the session's periodic checkpoints run from its start."""
 
     def save_checkpoint(self, timeout: float = 120.0) -> str:
-        """Ask the trainer for a checkpoint of everything submitted so far; returns its path."""
+        """A checkpoint of everything the log holds so far (~/save_checkpoint); returns its path."""
         if self.remote is not None:
             raise RuntimeError("learner:=remote: the learner_node writes the checkpoints (its ~/save_checkpoint)")
-        if self.trainer is None:
+        if self.session is None:
             raise RuntimeError(f"mode '{self.p.mode}' has no learner to checkpoint")
         try:
-            path = self.trainer.request_checkpoint(timeout=timeout)
+            path = self.session.checkpoint(timeout=timeout)
         except (RuntimeError, TimeoutError) as exc:
             self.checkpoint_error = str(exc)
             self.log.error(f"checkpoint failed: {exc}")
             raise
         self.last_checkpoint, self.checkpoint_error = path, ""
-        if self.tlog is not None:
-            self.tlog.flush()
         self.log.info(f"checkpoint written: {path} ({self.submitted} transitions this session)")
         return path
 
+    def _say(self, part: str, level: str, message: str) -> None:
+        """Log a change of `part`'s level through the node's logger (once per change)."""
+        before = self._levels.get(part, "OK")
+        self._levels[part] = level
+        if level == before:
+            return
+        if level == "ERROR":
+            self.log.error(f"{part}: {message}")
+        elif level == "WARN":
+            self.log.warning(f"{part}: {message}")
+        else:
+            self.log.info(f"{part}: OK again ({message})")
+
     def status(self, env_steps: int) -> tuple[str, str, dict[str, Any]]:
-        """(level "OK" | "WARN" | "ERROR", message, values) of the learner status on /diagnostics."""
+        """(level "OK" | "WARN" | "ERROR", message, values) of the learner status on /diagnostics.
+
+        ERROR while the learner is down (restarting or dead), reports an error (a refused
+        non-finite checkpoint) or the log cannot write (full disk); WARN when a checkpoint failed or
+        the log lost or dropped transitions; else OK."""
         values: dict[str, Any] = {"mode": self.p.mode, "env_steps": env_steps,
-                                  "episodes": self.episode_log.episodes if self.episode_log else 0,
-                                  "log_dropped": self.tlog.dropped if self.tlog is not None else 0}
-        level, msg = "OK", self.p.mode
-        if self.trainer is not None:
+                                  "episodes": self.episode_log.episodes if self.episode_log else 0}
+        levels: list[tuple[str, str]] = []
+        if self.tlog is not None:
+            ls = self.tlog.status()
+            values.update({"log_state": ls.level, "log_written": ls.written, "log_lost": ls.lost,
+                           "log_dropped": ls.dropped, "log_recoveries": ls.recoveries, "log_segment": ls.segment})
+            self._say("transition log", ls.level, ls.message)
+            if ls.level != "OK":
+                levels.append((ls.level, f"transition log: {ls.message}"))
+        if self.session is not None:
             st = self.trainer.stats()
             for key in ("real_buffer", "model_buffer", "model_holdout_loss", "sac_updates", "updates_per_s",
-                        "achieved_utd", "queue_dropped", "paused", "alive"):
+                        "achieved_utd", "queue_dropped", "paused", "alive", "state", "restarts", "replayed",
+                        "rejected_non_finite", "pid"):
                 values[key] = st.get(key, "")
             values["last_checkpoint"] = self.last_checkpoint or st.get("last_checkpoint", "")
-            if st.get("error") or not st.get("alive", True):
-                level, msg = "ERROR", f"trainer: {st.get('error') or 'not running'}"[:200]
+            values["checkpoint_age_s"] = f"{self.session.checkpoint_age():.1f}"
+            h = self.session.health()
+            values["learner_dead"] = h.dead
+            self._say("learner", h.level, h.message)
+            if h.level != "OK":
+                levels.append((h.level, f"learner: {h.message}"))
             elif self.checkpoint_error:
-                level, msg = "WARN", f"checkpoint failed: {self.checkpoint_error}"[:200]
+                levels.append(("WARN", f"checkpoint failed: {self.checkpoint_error}"))
         if self.remote is not None:
             level, msg, more = self.remote.status(time.monotonic())
             values.update(more)
-        return level, msg, values
+            if level != "OK":
+                levels.append((level, msg))
+        for want in ("ERROR", "WARN"):
+            for level, msg in levels:
+                if level == want:
+                    return level, msg[:200], values
+        return "OK", self.p.mode, values
 
-    def close(self) -> None:
-        """Stop the checkpoint thread, final checkpoint, close the records."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=130.0)
-        if self.trainer is not None:
-            self.trainer.close(checkpoint=True, timeout=120.0)
-            st = self.trainer.stats()
-            if st.get("error"):
-                self.log.error(f"trainer: {st['error']}")
+    def abort(self) -> None:
+        """Stop without a checkpoint (the node failed to start after the learner did)."""
+        if self.session is not None:
+            self.session.close(checkpoint=False, timeout=10.0)
+        elif self.tlog is not None:
+            self.tlog.close()
+
+    def close(self) -> bool:
+        """Final checkpoint (the log flushed first), close the records. Never raises.
+
+        Returns False when training was asked for and the learner was dead at shutdown."""
+        ok = True
+        if self.session is not None:
+            r = self.session.close(checkpoint=True, timeout=120.0)
+            if r.error:
+                self.log.error(f"learner: {r.error}")
             else:
-                self.last_checkpoint = st.get("last_checkpoint", "")
-                self.log.info(f"final checkpoint: {self.last_checkpoint} ({st.get('env_steps')} env steps)")
-        if self.tlog is not None:
+                self.last_checkpoint = r.checkpoint
+                self.log.info(f"final checkpoint: {r.checkpoint} ({self.trainer.stats().get('env_steps')} env steps)")
+            if r.log is not None and r.log.level != "OK":
+                self.log.warning(f"transition log: {r.log.message}")
+            if r.learner_dead:
+                self.log.error("the learner was dead at shutdown: training was asked for and did not run to the end")
+                ok = False
+        elif self.tlog is not None:
             self.tlog.close()
         if self.episode_log is not None:
             self.episode_log.close()
@@ -275,3 +312,4 @@ class AgentLearning:
                                             f"(success over the last {SUCCESS_WINDOW})")
                 except (ValueError, OSError) as exc:  # a finished run is not lost over its plot
                     self.log.warning(f"learning_curve.png not written: {exc}")
+        return ok

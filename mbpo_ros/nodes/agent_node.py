@@ -11,15 +11,20 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
                  use_sim_time (bounded wall-clock waits: a rewound /clock cannot block them), or one
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
-    learning     nodes/agent_learning.AgentLearning (the Controller's Learner): learner.TrainerProcess (a
-                 child process), the transition log, episodes.csv, metrics, periodic checkpoints
+    learning     nodes/agent_learning.AgentLearning (the Controller's Learner): learner.LearningSession
+                 (transition log first, then the supervised learner child, which replays the log after any
+                 crash and is restarted), episodes.csv, metrics, the session's periodic checkpoints
     records      <run_dir>/transitions/ (rosbag2), episodes.csv, metrics.csv + tb/ (train/, model/ scalars),
-                 learning_curve.png, checkpoints on a timer, on request, at exit
+                 learning_curve.png, checkpoints every checkpoint_period (the session's thread), on
+                 ~/save_checkpoint, and at exit (SIGINT or SIGTERM)
     services     ~/estop (SetBool), ~/save_checkpoint (Trigger), ~/pause_training (SetBool)
     threads      control (its own), one SingleThreadedExecutor (inputs, services, timers),
-                 periodic checkpoints (waits on the trainer)
+                 periodic checkpoints (the session's, waits on the learner)
     diagnostics  /diagnostics at 1 Hz (wall clock): loop rate and jitter, Controller.status(),
-                 publishers on the command topic, learner statistics
+                 publishers on the command topic, learner and transition-log health (ERROR while the
+                 learner is down or the disk is full, said once through the logger per change)
+    exit code    0; 2 bad parameters; 1 failed to start or the control loop died; 3 training was asked
+                 for and the learner was dead at shutdown
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ from mbpo_ros.nodes.ros_logging import route_python_logging
 
 #: ReachConfig fields that change the reward (config/mbpo.yaml must carry ReachConfig's defaults)
 REWARD_FIELDS = ("success_threshold", "distance_weight", "action_penalty", "success_bonus")
+#: exit code when training was asked for and the learner was dead at shutdown
+EXIT_LEARNER_DEAD = 3
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
 
 
@@ -104,8 +111,7 @@ class AgentWiring:
         try:
             self._wire(p, s)
         except BaseException:
-            if self.learning.trainer is not None:
-                self.learning.trainer.close(checkpoint=False, timeout=10.0)
+            self.learning.abort()
             raise
 
     def _wire(self, p, s: AgentSettings) -> None:
@@ -149,9 +155,6 @@ class AgentWiring:
                              if p.reset_service else None)
         wall = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=diag_group, clock=wall)
-        if p.checkpoint_period > 0 and self.learning.trainer is not None:
-            self.create_timer(p.checkpoint_period, self.learning.request_checkpoint, callback_group=diag_group,
-                              clock=wall)
         if self.learning.remote is not None:
             self._wire_remote(p, wall)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -436,10 +439,12 @@ class AgentWiring:
 
     # ------------------------------------------------------------------ shutdown
 
-    def close(self) -> None:
-        """Stop the control thread (after a last stop command), flush records, final checkpoint."""
+    def close(self) -> bool:
+        """Stop the control thread (after a last stop command), flush records, final checkpoint.
+
+        False when training was asked for and the learner was dead at shutdown."""
         self._stop_control()
-        self.learning.close()
+        return self.learning.close()
 
 
 class AgentNode(AgentWiring, Node):
@@ -452,7 +457,10 @@ class AgentNode(AgentWiring, Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run agent_node until SIGINT/SIGTERM; final stop command and checkpoint; exit 0 (2 on bad parameters)."""
+    """Run agent_node until SIGINT/SIGTERM (both: final stop command, final checkpoint, clean exit).
+
+    Exit code 0; 2 on bad parameters; 1 if it failed to start or the control loop died;
+    EXIT_LEARNER_DEAD (3) if training was asked for and the learner was dead at shutdown."""
     sys.setswitchinterval(0.001)  # the control thread needs the GIL promptly when its deadline comes
     try:  # rclpy ignores params-file keys nobody declares: a misspelt one (control_rat) is refused here
         check_command_line_params_files(sys.argv if args is None else args, "agent_node", agent_parameter_names())
@@ -482,8 +490,8 @@ def main(args: list[str] | None = None) -> int:
         print(f"agent_node: failed to start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         code = 1
     finally:
-        if node is not None:
-            node.close()
+        if node is not None and not node.close() and code == 0:
+            code = EXIT_LEARNER_DEAD
         if executor is not None:
             executor.shutdown(timeout_sec=5.0)
         if spin is not None:
