@@ -127,3 +127,21 @@ def test_learner_refuses_an_arm_of_another_kind(tmp_path):
     assert identity_differences(ident, other)
     fl.on_frame(b"garbage")
     assert fl.bad_frames == 1
+
+
+@pytest.mark.parametrize(("arg", "says"), [
+    ("fleet_topic:=mbpo_fleet", "must be absolute"),
+    ("gap_retry:=0.0", "gap_retry"),
+])
+def test_learner_node_refuses_bad_parameters_in_one_line(ros_domain, tmp_path, arg, says):
+    import subprocess
+    import sys
+
+    from mbpo_ros import graph
+
+    proc = subprocess.run([sys.executable, "-m", "mbpo_ros.nodes.learner_node", "--ros-args", "-p",
+                           f"run_dir:={tmp_path}", "-p", arg], capture_output=True, text=True, timeout=60,
+                          env=graph.local_env())
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("learner_node:") and says in lines[0], proc.stderr

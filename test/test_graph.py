@@ -50,7 +50,8 @@ def test_launch_file_compiles_and_uses_standard_api_only(name):
     assert "generate_launch_description" in funcs
 
 
-@pytest.mark.parametrize(("name", "cls"), [("train.launch.py", TrainArgs), ("deploy.launch.py", DeployArgs)])
+@pytest.mark.parametrize(("name", "cls"), [("train.launch.py", TrainArgs), ("deploy.launch.py", DeployArgs),
+                                           ("learner.launch.py", graph.LearnerArgs)])
 def test_generate_launch_description_where_launch_exists(name, cls):
     launch = pytest.importorskip("launch", reason="launch comes with a full ROS 2 install")
     pytest.importorskip("launch_ros", reason="launch_ros comes with a full ROS 2 install")
@@ -61,7 +62,7 @@ def test_generate_launch_description_where_launch_exists(name, cls):
 
 
 def test_launch_arguments_mirror_the_dataclass_defaults():
-    for cls in (TrainArgs, DeployArgs):
+    for cls in (TrainArgs, DeployArgs, graph.LearnerArgs):
         rows = graph.launch_arguments(cls)
         assert [r[0] for r in rows] == [f.name for f in dataclasses.fields(cls)]
         parsed = graph.args_from_strings(cls, {name: default for name, default, _ in rows})
@@ -331,3 +332,22 @@ def test_agent_gets_the_shutdown_grace_in_launch_and_in_the_subprocess_twin(cls)
         assert specs["twin_node"].stop_sequence()[0] == ("SIGINT", graph.LAUNCH_DEFAULT_GRACE_S)
     with pytest.raises(ValueError, match="shutdown_grace = -1.0 s must be >= 0"):
         build(graph.args_from_strings(cls, {**base, "config": AGENT_YAML, "shutdown_grace": "-1"}))
+
+
+def test_fleet_graph_description():
+    """learner:=remote: the agent is told so; without sim time the twin stamps with the wall clock (no /clock)."""
+    twin, agent = graph.train_graph(TrainArgs(config=AGENT_YAML, twin_config="/tmp/twin.yaml", learner="remote",
+                                              use_sim_time=False, namespace="/arm1"))
+    assert agent.parameters["learner"] == "remote" and twin.parameters["publish_clock"] is False
+    assert twin.namespace == agent.namespace == "/arm1"
+    local_twin, local_agent = graph.train_graph(TrainArgs(config=AGENT_YAML, twin_config="/tmp/twin.yaml"))
+    assert "learner" not in local_agent.parameters and "publish_clock" not in local_twin.parameters
+    with pytest.raises(ValueError, match="real_time_factor:=1"):
+        graph.train_graph(TrainArgs(config=AGENT_YAML, learner="remote", use_sim_time=False, real_time_factor=0.0))
+    with pytest.raises(ValueError, match="learner = 'far'"):
+        graph.train_graph(TrainArgs(config=AGENT_YAML, learner="far"))
+    learner, = graph.learner_graph(graph.LearnerArgs(device="cuda", run_dir="/tmp/fleet"))
+    assert (learner.executable, learner.name, learner.params_files) == ("learner_node", "learner_node", ())
+    assert learner.parameters["device"] == "cuda" and learner.parameters["fleet_topic"] == "/mbpo_fleet"
+    args = graph.to_ros_args(learner)
+    assert "device:=cuda" in args and "__node:=learner_node" in " ".join(args)
