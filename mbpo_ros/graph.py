@@ -141,6 +141,8 @@ class LearnerArgs:
     checkpoint_period: float = arg(60.0, "seconds between periodic checkpoints; 0 = only at exit and on request")
     seed: int = arg(0, "random seed of the learner")
     namespace: str = arg("", _NAMESPACE_DOC)
+    shutdown_grace: float = arg(SHUTDOWN_GRACE_S, "seconds learner_node gets after Ctrl-C (SIGINT), and again after "
+                                "SIGTERM, to write its final checkpoint before it is killed")
 
 
 @dataclass
@@ -375,7 +377,7 @@ def learner_graph(args: LearnerArgs) -> list[NodeSpec]:
     return [NodeSpec(package=PACKAGE, executable="learner_node", name="learner_node",
                      namespace=check_namespace(args.namespace),
                      params_files=(str(Path(args.config).expanduser().resolve()),) if args.config else (),
-                     parameters=params)]
+                     parameters=params, shutdown_grace=_check_grace(args.shutdown_grace))]
 
 
 def deploy_graph(args: DeployArgs) -> list[NodeSpec]:

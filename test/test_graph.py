@@ -349,5 +349,6 @@ def test_fleet_graph_description():
     learner, = graph.learner_graph(graph.LearnerArgs(device="cuda", run_dir="/tmp/fleet"))
     assert (learner.executable, learner.name, learner.params_files) == ("learner_node", "learner_node", ())
     assert learner.parameters["device"] == "cuda" and learner.parameters["fleet_topic"] == "/mbpo_fleet"
+    assert learner.shutdown_grace == graph.SHUTDOWN_GRACE_S  # time for the final checkpoint under launch
     args = graph.to_ros_args(learner)
     assert "device:=cuda" in args and "__node:=learner_node" in " ".join(args)
