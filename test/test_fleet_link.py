@@ -145,3 +145,28 @@ def test_learner_node_refuses_bad_parameters_in_one_line(ros_domain, tmp_path, a
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("learner_node:") and says in lines[0], proc.stderr
+
+
+def test_learner_asks_again_for_what_a_crashed_trainer_child_had_not_checkpointed(tmp_path):
+    """The supervisor restarts a dead child from its checkpoint: the Receiver is seeded again from it."""
+    from mbpo_ros.io.checkpoint import save_checkpoint
+    from mbpo_ros.learner.catchup import fleet_id
+    from mbpo_ros.learner.log_ids import IdSet
+
+    task, ident = _identity()
+    trainer = _Trainer()
+    restarts = {"n": 0}
+    trainer.stats = lambda: {"restarts": restarts["n"]}
+    fl = FleetLearner(tmp_path, lambda *a: trainer, retry_s=1.0)
+    arm, stream = "/arm1/agent_node", 7
+    fl.on_frame(wire.encode_head(arm, stream, 0, ident))
+    rec = wire.pack_record(np.zeros(task.obs_dim), np.zeros(task.act_dim), 0.0, np.zeros(task.obs_dim), False, False)
+    fl.on_frame(wire.encode_transitions(arm, stream, 0, np.stack([rec] * 10), task.obs_dim, task.act_dim))
+    assert len(trainer.ids) == 10 and fl.gap_frames(0.0) == []
+    held = IdSet()
+    for s in range(6):  # the child's last checkpoint held 0..5; it died holding 0..9
+        held.add(fleet_id(arm, stream, s))
+    save_checkpoint(tmp_path / "checkpoint", arrays={"x": np.zeros(1)}, meta={"log_ids": held.ranges()})
+    restarts["n"] = 1
+    asked = [wire.decode(f) for f in fl.gap_frames(5.0)]
+    assert [(g.arm, g.stream, g.ranges) for g in asked] == [(arm, stream, ((6, 10),))]

@@ -148,6 +148,10 @@ class Receiver:
             out.append(GapRequest(arm, stream, tuple(ranges)))
         return out
 
+    def head(self, arm: str, stream: int) -> int:
+        """How many transitions the stream is known to have made (newest seen or announced)."""
+        return self._head.get(self._key(arm, stream), 0)
+
     def streams(self) -> list[tuple[str, int]]:
         return list(self._names.values())
 

@@ -211,8 +211,8 @@ class FleetLearner:
                 self._restarts_seen = restarts
                 old = self.rx
                 self.rx = Receiver(self._held_from_checkpoint(), self.retry_s, self.max_request)
-                for arm, stream in old.streams():
-                    self.rx.note_head(arm, stream, self.arms.get(arm, {}).get("head", 0))
+                for arm, stream in old.streams():  # what the arms made is still known: ask for all it lost
+                    self.rx.note_head(arm, stream, old.head(arm, stream))
                 self._warn("the trainer child was restarted from its checkpoint: asking the arms again for "
                            "what it had not checkpointed")
         return [wire.encode_gaps(r.arm, r.stream, r.ranges) for r in self.rx.requests(now)]
