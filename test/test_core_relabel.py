@@ -56,14 +56,21 @@ def test_relabel_draws_goals_from_the_goal_box_and_recomputes_the_reward():
     torch.testing.assert_close(r, task.reward_fn(o, act, n))
 
 
-def test_relabelling_needs_a_task_with_goals():
-    cfg = preset("Hopper-v5")
+def test_tasks_without_a_fixed_goal_ignore_relabelling_and_cannot_relabel():
+    """Hopper has no goal and Track's target moves: preset("reach")'s relabel_ratio is ignored there
+    (the node's params file serves every arm task), and TaskSpec.relabel refuses in one line."""
+    cfg = preset("reach")
     cfg.device = "cpu"
-    cfg.mbpo.relabel_ratio = 0.5
-    with pytest.raises(ValueError, match="need a goal-conditioned task; 'Hopper-v5' has no goals"):
-        MBPO(11, 3, cfg, get_task("Hopper-v5"))
-    with pytest.raises(ValueError, match="has no goals to relabel"):
-        get_task("Hopper-v5").relabel(torch.zeros(2, 11), torch.zeros(2, 3), torch.zeros(2, 11))
+    cfg.mbpo.rollout_relabel_ratio, cfg.mbpo.model_relabel = 1.0, True
+    assert cfg.mbpo.relabel_ratio > 0
+    for name in ("Hopper-v5", "track"):
+        task = get_task(name)
+        assert not task.has_goals
+        assert not MBPO(task.obs_dim, task.act_dim, cfg, task).relabels
+        with pytest.raises(ValueError, match=f"task '{task.name}' has no goals to relabel"):
+            task.relabel(torch.zeros(2, task.obs_dim), torch.zeros(2, task.act_dim), torch.zeros(2, task.obs_dim))
+    reach = get_task("reach")
+    assert reach.has_goals and MBPO(reach.obs_dim, reach.act_dim, cfg, reach).relabels
 
 
 def test_rollouts_from_relabelled_starts_practise_new_goals():
@@ -85,13 +92,3 @@ def test_rollouts_from_relabelled_starts_practise_new_goals():
     assert real_goals.std(dim=0).max() == 0
     assert model_goals.std(dim=0).min() > 0.05
 
-
-def test_a_moving_target_is_never_relabelled():
-    """Track's target moves during an episode: it offers no relabelling, so MBPO refuses the ratios."""
-    track = get_task("track")
-    assert not track.has_goals and get_task("reach").has_goals
-    cfg = preset("reach")
-    cfg.device = "cpu"
-    cfg.mbpo.relabel_ratio = 0.5
-    with pytest.raises(ValueError, match="'track' has no goals"):
-        MBPO(track.obs_dim, track.act_dim, cfg, track)

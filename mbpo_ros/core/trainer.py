@@ -60,14 +60,10 @@ class MBPO:
             raise ValueError(
                 f"task {task.name!r} has obs_dim {task.obs_dim}, act_dim {task.act_dim}; MBPO was given {obs_dim}, {act_dim}"
             )
-        m = cfg.mbpo
-        if (m.relabel_ratio > 0 or m.rollout_relabel_ratio > 0 or m.model_relabel) and not task.has_goals:
-            raise ValueError(
-                f"mbpo.relabel_ratio, mbpo.rollout_relabel_ratio and mbpo.model_relabel need a goal-conditioned "
-                f"task; {task.name!r} has no goals"
-            )
         self.cfg = copy.deepcopy(cfg)
         self.task = task
+        # goal relabelling (mbpo.*relabel*) where the task offers it; tasks without goals ignore it
+        self.relabels = task.has_goals
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
@@ -154,7 +150,7 @@ class MBPO:
         if self.real_buffer.size < 2:
             raise ValueError(f"cannot train the model on {self.real_buffer.size} real transitions; need >= 2")
         obs, act, rew, next_obs, _ = self.real_buffer.chronological()
-        if m.model_relabel:
+        if m.model_relabel and self.relabels:
             obs, next_obs, rew = self.task.relabel(obs, act, next_obs, self.generator)
         inputs = torch.cat([obs, act], dim=-1)
         targets = torch.cat([next_obs - obs, rew.unsqueeze(-1)], dim=-1)
@@ -181,7 +177,7 @@ class MBPO:
             m.uncertainty_threshold,
             self.generator,
             m.rollout_chunk,
-            m.rollout_relabel_ratio,
+            m.rollout_relabel_ratio if self.relabels else 0.0,
         )
 
     def update(self, n: int, sync: bool = True) -> dict:
@@ -209,7 +205,7 @@ class MBPO:
             obs, act, rew, next_obs, done = (
                 parts[0] if len(parts) == 1 else tuple(torch.cat(ts, dim=1) for ts in zip(*parts))
             )
-            if self.cfg.mbpo.relabel_ratio > 0:
+            if self.cfg.mbpo.relabel_ratio > 0 and self.relabels:
                 obs, rew, next_obs = self._relabel(obs, act, rew, next_obs)
             noise = torch.randn(k, 2, B, self.act_dim, generator=g, device=self.device)
             for i in range(k):
