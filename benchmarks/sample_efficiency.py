@@ -21,7 +21,8 @@ the end effector within 3 cm of the goal at the episode's last step.
 Rows are appended to ``<out>/sample_efficiency.csv`` (label, algo, seed, real_steps, success,
 distance_cm, wall_s), so runs made one after another (or side by side, with two processes) add up;
 ``<out>/sample_efficiency.png`` plots success against real steps per label: the mean over seeds and
-the range (min to max) as a band. One torch thread per process.
+the range (min to max) as a band where every seed has been evaluated, and each seed's own curve as a
+thin line. One torch thread per process.
 """
 
 from __future__ import annotations
@@ -180,18 +181,21 @@ def plot(csv_path: Path, png_path: Path, labels: list[str] | None = None) -> Non
     labels = labels or list(dict.fromkeys(r["label"] for r in rows))
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label in labels:
-        by_step: dict[int, list[float]] = {}
+        runs: dict[int, dict[int, float]] = {}
         for r in rows:
             if r["label"] == label:
-                by_step.setdefault(int(r["real_steps"]), []).append(100 * float(r["success"]))
-        if not by_step:
+                runs.setdefault(int(r["seed"]), {})[int(r["real_steps"])] = 100 * float(r["success"])
+        if not runs:
             continue
-        xs = sorted(by_step)
-        seeds = max(len(v) for v in by_step.values())
-        mean = [np.mean(by_step[x]) for x in xs]
-        line = ax.plot(xs, mean, label=f"{label} ({seeds} seeds)")[0]
-        ax.fill_between(xs, [min(by_step[x]) for x in xs], [max(by_step[x]) for x in xs],
-                        color=line.get_color(), alpha=0.2)
+        # mean and range where every seed has been evaluated; each seed's own curve as a thin line
+        xs = sorted(set.intersection(*(set(c) for c in runs.values())))
+        mean = [np.mean([c[x] for c in runs.values()]) for x in xs]
+        line = ax.plot(xs, mean, lw=2, label=f"{label} ({len(runs)} seeds)")[0]
+        ax.fill_between(xs, [min(c[x] for c in runs.values()) for x in xs],
+                        [max(c[x] for c in runs.values()) for x in xs], color=line.get_color(), alpha=0.2)
+        for c in runs.values():
+            steps = sorted(c)
+            ax.plot(steps, [c[x] for x in steps], color=line.get_color(), lw=0.7, alpha=0.6)
     ax.axhline(90, color="grey", ls=":", lw=1)
     ax.set_xlabel("real env steps (20 Hz: 1,200 steps = 1 minute of robot time)")
     ax.set_ylabel("success, 50 fixed episodes (%)")
