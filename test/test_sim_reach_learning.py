@@ -6,7 +6,10 @@ In-process MBPO on ``mbpo_ros/ArmReach-v0``, seed 0, one torch thread; then the 
 this test was written seed 0 reached 60 % success and 3.4 cm mean final distance at 2,500 steps
 (90 % at 3,000); without goal relabelling (mbpo.relabel_ratio = 0, the preset before issue 13) it
 was at 6 % and 11.8 cm, and the random policy is at 0 % and about 30 cm. The thresholds sit between.
-About 3 minutes on one core of a quiet 2-core box.
+Cost: 1,500 learning steps (15,000 SAC updates, 6 retrains capped at 400 gradient steps, 20,000-start
+rollouts); it took 17 minutes on the 2-core CI box under a load average of about 15 (four other test
+suites running), 2026-11-28; not yet timed on a quiet box (a few minutes expected from the update costs
+in docs/benchmarks.md).
 """
 
 from __future__ import annotations
