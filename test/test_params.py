@@ -162,6 +162,28 @@ def test_declare_rejects_out_of_range_override(ros_context):
         node.destroy_node()
 
 
+@pytest.mark.ros
+def test_a_wrong_type_reads_the_same_from_a_config_file_and_from_a_ros_parameter(ros_context):
+    """One message format: '<name> = <value> must be <type>', whichever layer refuses it."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from mbpo_ros.core.config import config_from_dict
+    from mbpo_ros.nodes.params import declare_parameters
+
+    with pytest.raises(ParameterError, match=r"^mbpo.utd = 'x' must be an integer$"):
+        config_from_dict({"mbpo": {"utd": "x"}})
+    node = Node("agent_node", context=ros_context, parameter_overrides=[Parameter("mbpo.utd", value="x")])
+    try:
+        with pytest.raises(ParameterError, match=r"^parameter mbpo.utd = 'x' must be an integer$"):
+            declare_parameters(node)
+    finally:
+        node.destroy_node()
+    spec = next(s for s in all_specs() if s.name == "mbpo.utd")
+    with pytest.raises(ParameterError, match=r"^parameter mbpo.utd = 'x' must be an integer$"):
+        check_value(spec, "x")
+
+
 def test_twin_node_refuses_a_misspelt_params_file_key_in_one_line(tmp_path):
     """Regression: rclpy ignores a params-file key nobody declares, so `publish_rat` ran with the default."""
     import subprocess

@@ -36,6 +36,8 @@ __all__ = [
     "unflatten",
     "field_specs",
     "resolve_device",
+    "type_name",
+    "type_error",
 ]
 
 
@@ -66,6 +68,30 @@ def param(default: Any, doc: str, lo: float | None = None, hi: float | None = No
     if isinstance(default, (list, dict, set)):
         return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def type_name(value: Any) -> str:
+    """How a message names the type of `value` ("an integer", "a list of numbers")."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)) and value:
+        inner = {"true or false": "booleans", "an integer": "integers", "a number": "numbers",
+                 "a string": "strings"}.get(type_name(value[0]), "values")
+        return f"a list of {inner}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def type_error(name: str, value: Any, default: Any, hint: str = "") -> ParameterError:
+    """The one wrong-type message: ``"<name> = <value> must be <type of default>"`` (+ an optional hint)."""
+    return ParameterError(f"{name} = {value!r} must be {type_name(default)}{hint}")
 
 
 def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None,
@@ -321,25 +347,25 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
     """Convert a JSON/YAML/ROS value to the type of the field's default, explaining mismatches."""
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{name} = {value!r} must be true or false")
+            raise type_error(name, value, default)
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ValueError(f"{name} = {value!r} must be an integer")
+            raise type_error(name, value, default)
         return int(value)
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} = {value!r} must be a number")
+            raise type_error(name, value, default)
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):
-            raise ValueError(f"{name} = {value!r} must be a string")
+            raise type_error(name, value, default)
         return value
     if isinstance(default, list):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{name} = {value!r} must be a list")
+            raise type_error(name, value, default)
         if default and len(value) != len(default):
-            raise ValueError(f"{name} has {len(value)} values, expected {len(default)}")
+            raise ParameterError(f"{name} has {len(value)} values, expected {len(default)}")
         return [_coerce(f"{name}[{i}]", v, default[i] if default else v) for i, v in enumerate(value)]
     return value
 

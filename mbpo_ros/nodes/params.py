@@ -24,6 +24,7 @@ from __future__ import annotations
 import array
 import copy
 import dataclasses
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from mbpo_ros.core.config import (
     field_specs,
     param,
     preset,
+    type_error,
     unflatten,
     validate,
 )
@@ -358,20 +360,6 @@ def _flat_config(cfg: Config) -> dict[str, Any]:
 # --------------------------------------------------------------------------- validation
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean (true/false)"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a floating-point number (write 2.0, not 2)"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list) and value:
-        return f"a list of {_type_name(value[0]).split(' (')[0].removeprefix('a ').removeprefix('an ')}s"
-    return type(value).__name__
-
-
 def _range_text(spec: ParamSpec) -> str:
     lo = "-inf" if spec.lo is None else repr(spec.lo)
     hi = "inf" if spec.hi is None else repr(spec.hi)
@@ -384,9 +372,8 @@ def check_value(spec: ParamSpec, value: Any) -> Any:
     if isinstance(default, bool) != isinstance(value, bool) or (
         not isinstance(default, bool) and not isinstance(value, type(default))
     ):
-        raise ParameterError(
-            f"parameter '{spec.name}' = {value!r} has the wrong type: it must be {_type_name(default)}"
-        )
+        hint = " (a floating-point ROS parameter: write 2.0, not 2)" if isinstance(default, float) and isinstance(value, int) else ""
+        raise ParameterError(f"parameter {type_error(spec.name, value, default, hint)}")
     if isinstance(value, list) and default and len(value) == 0:
         raise ParameterError(f"parameter '{spec.name}' is an empty list ({spec.doc})")
     try:
@@ -546,9 +533,10 @@ def declare_specs(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
         try:
             p = node.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.doc))
         except InvalidParameterTypeException as exc:
-            raise ParameterError(
-                f"parameter '{spec.name}' has the wrong type: it must be {_type_name(spec.default)} ({exc})"
-            ) from exc
+            # rclpy keeps the refused override only in its message ("... to '<value>' of type ...").
+            found = re.search(r"to '(.*)' of type", str(exc))
+            value = found.group(1) if found else "?"
+            raise ParameterError(f"parameter {type_error(spec.name, value, spec.default)}") from exc
         except InvalidParameterValueException as exc:
             raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
         value = p.value
