@@ -18,24 +18,18 @@ The plain agent_node stays the simple path (configured and commanding from the s
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from typing import Any
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
-from rclpy.signals import SignalHandlerOptions
 
 from mbpo_ros.nodes.agent_node import AgentWiring
 from mbpo_ros.nodes.params import (
     ParameterError,
     agent_parameter_names,
-    check_command_line_params_files,
-    report_bad_parameter,
 )
+from mbpo_ros.nodes.run import run_node
 
 
 class ManagedAgentNode(AgentWiring, LifecycleNode):
@@ -106,44 +100,17 @@ class ManagedAgentNode(AgentWiring, LifecycleNode):
 def main(args: list[str] | None = None) -> int:
     """Run the managed agent until SIGINT/SIGTERM (shutdown transition first); exit 0 (2 on bad parameters)."""
     sys.setswitchinterval(0.001)  # the control thread needs the GIL promptly when its deadline comes
-    try:
-        check_command_line_params_files(sys.argv if args is None else args, "agent_node", agent_parameter_names())
-    except ParameterError as exc:
-        return report_bad_parameter("agent_node", exc)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    node = executor = spin = None
-    code = 0
-    try:
-        node = ManagedAgentNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spin = threading.Thread(target=executor.spin, name="agent-executor", daemon=True)
-        spin.start()
-        while not stop.wait(0.2):
-            if not spin.is_alive():
-                code = 1
-                break
-    except ParameterError as exc:
-        code = report_bad_parameter("agent_node", exc)
-    finally:
-        if node is not None:
-            try:  # the shutdown transition: stop command, final checkpoint (when configured)
-                node.trigger_shutdown()
-            except Exception as exc:  # noqa: BLE001 - already finalized, or the context is gone
-                node.get_logger().warning(f"shutdown transition: {exc}")
-                if node._configured:
-                    node.close()
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        if spin is not None:
-            spin.join(timeout=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+
+    def close(node: ManagedAgentNode, code: int) -> int:
+        try:  # the shutdown transition: stop command, final checkpoint (when configured)
+            node.trigger_shutdown()
+        except Exception as exc:  # noqa: BLE001 - already finalized, or the context is gone
+            node.get_logger().warning(f"shutdown transition: {exc}")
+            if node._configured:
+                node.close()
+        return code
+
+    return run_node("agent_node", agent_parameter_names(), ManagedAgentNode, args, close=close)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
@@ -38,17 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType, JumpThreshold
 from rclpy.duration import Duration
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, UInt8MultiArray
@@ -63,14 +59,13 @@ from mbpo_ros.nodes.params import (
     ParameterError,
     agent_parameter_names,
     agent_task_class,
-    check_command_line_params_files,
     check_value,
     controller_config,
     declare_parameters,
     node_specs,
-    report_bad_parameter,
 )
 from mbpo_ros.nodes.ros_logging import route_python_logging
+from mbpo_ros.nodes.run import run_node
 
 #: ReachConfig fields that change the reward (config/mbpo.yaml must carry ReachConfig's defaults)
 REWARD_FIELDS = ("success_threshold", "distance_weight", "action_penalty", "success_bonus")
@@ -462,44 +457,12 @@ def main(args: list[str] | None = None) -> int:
     Exit code 0; 2 on bad parameters; 1 if it failed to start or the control loop died;
     EXIT_LEARNER_DEAD (3) if training was asked for and the learner was dead at shutdown."""
     sys.setswitchinterval(0.001)  # the control thread needs the GIL promptly when its deadline comes
-    try:  # rclpy ignores params-file keys nobody declares: a misspelt one (control_rat) is refused here
-        check_command_line_params_files(sys.argv if args is None else args, "agent_node", agent_parameter_names())
-    except ParameterError as exc:
-        return report_bad_parameter("agent_node", exc)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    node = executor = spin = None
-    code = 0
-    try:
-        node = AgentNode()
-        # one executor thread: inputs, services, timers (the control loop has its own thread)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spin = threading.Thread(target=executor.spin, name="agent-executor", daemon=True)
-        spin.start()
-        node.start()
-        while not stop.wait(0.2):
-            if node.stopped or not spin.is_alive():
-                code = 1
-                break
-    except ParameterError as exc:
-        code = report_bad_parameter("agent_node", exc)
-    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-        print(f"agent_node: failed to start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        code = 1
-    finally:
-        if node is not None and not node.close() and code == 0:
-            code = EXIT_LEARNER_DEAD
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        if spin is not None:
-            spin.join(timeout=5.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+
+    def close(node: AgentNode, code: int) -> int:
+        return EXIT_LEARNER_DEAD if not node.close() and code == 0 else code
+
+    return run_node("agent_node", agent_parameter_names(), AgentNode, args,
+                    start=AgentNode.start, stopped=lambda node: node.stopped, close=close)
 
 
 if __name__ == "__main__":

@@ -18,33 +18,27 @@ Wiring diagram (every decision lives in learner/fleet.py, learner/catchup.py and
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from mbpo_ros.learner.fleet import FleetLearner
 from mbpo_ros.nodes.params import (
-    ParameterError,
-    check_command_line_params_files,
     declare_specs,
     learner_settings,
     learner_specs,
-    report_bad_parameter,
 )
+from mbpo_ros.nodes.run import run_node
 
 NODE_NAME = "learner_node"
 _LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
@@ -160,43 +154,9 @@ class LearnerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run learner_node until SIGINT/SIGTERM; final checkpoint; exit 0 (2 on bad parameters)."""
-    try:
-        check_command_line_params_files(sys.argv if args is None else args, NODE_NAME,
-                                        [s.name for s in learner_specs()])
-    except ParameterError as exc:
-        return report_bad_parameter(NODE_NAME, exc)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    node = executor = spin = None
-    code = 0
-    try:
-        node = LearnerNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spin = threading.Thread(target=executor.spin, name="learner-executor", daemon=True)
-        spin.start()
-        while not stop.wait(0.2):
-            if not spin.is_alive():
-                code = 1
-                break
-    except ParameterError as exc:
-        code = report_bad_parameter(NODE_NAME, exc)
-    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
-        print(f"{NODE_NAME}: failed to start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        code = 1
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=5.0)
-        if spin is not None:
-            spin.join(timeout=5.0)
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """Run learner_node until SIGINT/SIGTERM; final checkpoint once no transition callback runs; exit 0
+    (2 on bad parameters, 1 if it failed to start)."""
+    return run_node(NODE_NAME, [s.name for s in learner_specs()], LearnerNode, args, release=LearnerNode.close)
 
 
 if __name__ == "__main__":
