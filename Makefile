@@ -33,13 +33,15 @@ lint: setup
 	$(VENV)/bin/ruff check mbpo_ros test benchmarks launch
 
 test: setup lint
-	$(PY) -m pytest -ra test
+	$(PY) -m pytest -ra -m "not long" test
 
 test-fast: setup lint
-	$(PY) -m pytest -ra -m "not slow" test
+	$(PY) -m pytest -ra -m "not slow and not long" test
 
-# the property tests with Hypothesis's `long` profile (test/conftest.py): many more examples, new each run
+# what make test leaves out for time: the `long` tests (the 60-kill variant, the InvertedPendulum learning
+# test) and the property tests with Hypothesis's `long` profile (test/conftest.py): many more examples, new each run
 test-long: setup lint
+	$(PY) -m pytest -ra -m long test
 	MBPO_HYPOTHESIS_PROFILE=long $(PY) -m pytest -ra test/test_control_properties.py
 
 # The benchmarks docs/benchmarks.md reports (minutes each; niced so a shared machine stays usable).

@@ -27,6 +27,7 @@ TIMEOUT_S = 1200
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long: beyond make test's 15-minute budget
 def test_inverted_pendulum_reaches_950_within_5000_steps(tmp_path):
     pytest.importorskip("gymnasium")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -193,6 +193,7 @@ def test_kill_9_at_20_random_moments_loses_and_duplicates_nothing(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long  # make test-long: beyond make test's 15-minute budget
 def test_kill_9_at_60_random_moments_longer_runs(tmp_path):
     what = _kill_cycles(tmp_path / "run", kills=60, seed=12)
     summary = _check_learner_equals_log(tmp_path / "run")
