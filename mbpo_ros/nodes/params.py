@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from mbpo_ros.control.controller import ControllerConfig
 from mbpo_ros.control.inputs import Bounds
 from mbpo_ros.control.safety import JointLimits, check_stop_action
@@ -366,14 +368,21 @@ def _range_text(spec: ParamSpec) -> str:
     return f"[{lo}, {hi}]"
 
 
+def _wrong_type(spec: ParamSpec, value: Any) -> ParameterError:
+    """The one wrong-type message (core.config.type_error), with the hint a ROS user needs for doubles."""
+    hint = ""
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        hint = " (a floating-point ROS parameter: write 2.0, not 2)"
+    return ParameterError(f"parameter {type_error(spec.name, value, spec.default, hint)}")
+
+
 def check_value(spec: ParamSpec, value: Any) -> Any:
     """Return `value` if it fits `spec`, else raise ParameterError naming the parameter and the rule."""
     default = spec.default
     if isinstance(default, bool) != isinstance(value, bool) or (
         not isinstance(default, bool) and not isinstance(value, type(default))
     ):
-        hint = " (a floating-point ROS parameter: write 2.0, not 2)" if isinstance(default, float) and isinstance(value, int) else ""
-        raise ParameterError(f"parameter {type_error(spec.name, value, default, hint)}")
+        raise _wrong_type(spec, value)
     if isinstance(value, list) and default and len(value) == 0:
         raise ParameterError(f"parameter '{spec.name}' is an empty list ({spec.doc})")
     try:
@@ -535,8 +544,11 @@ def declare_specs(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
         except InvalidParameterTypeException as exc:
             # rclpy keeps the refused override only in its message ("... to '<value>' of type ...").
             found = re.search(r"to '(.*)' of type", str(exc))
-            value = found.group(1) if found else "?"
-            raise ParameterError(f"parameter {type_error(spec.name, value, spec.default)}") from exc
+            try:
+                value = yaml.safe_load(found.group(1)) if found else "?"
+            except yaml.YAMLError:
+                value = found.group(1)
+            raise _wrong_type(spec, value) from exc
         except InvalidParameterValueException as exc:
             raise ParameterError(f"parameter '{spec.name}': {exc}") from exc
         value = p.value
