@@ -1,6 +1,7 @@
 """Test helpers for node graphs run as subprocesses: Graph (start, stop, logs) and Probe (a listener).
 
-Used by test_e2e_graph.py and test_reference.py; not a test module itself.
+Used by the graph tests (test_e2e_graph.py, test_reference.py, test_fleet_graph.py, ...); not a test
+module itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from mbpo_ros import graph
+
+
+def spin_until(executor, predicate, timeout: float, alive=lambda: True) -> bool:
+    """Spin `executor` until predicate() holds (True), `alive()` turns false or `timeout` s pass (False)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        if not alive():
+            return False
+        executor.spin_once(timeout_sec=0.05)
+    return predicate()
 
 
 class Graph:
@@ -103,14 +116,7 @@ class Probe:
         self.commands.append((time.monotonic(), np.array(msg.data)))
 
     def spin_until(self, predicate, timeout: float, alive=lambda: True) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            if not alive():
-                return False
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout, alive)
 
     def close(self):
         self.executor.remove_node(self.node)

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
-from graph_helpers import Graph
+from graph_helpers import Graph, spin_until
 
 from mbpo_ros import graph
 
@@ -65,14 +64,7 @@ class Diagnostics:
         return self.latest.get(("/learner_node", "learner_node: fleet"), {})
 
     def spin_until(self, predicate, timeout: float, alive=lambda: True) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            if not alive():
-                return False
-            self.executor.spin_once(timeout_sec=0.05)
-        return predicate()
+        return spin_until(self.executor, predicate, timeout, alive)
 
     def spin_for(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)
