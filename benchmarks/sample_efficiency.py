@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/sample_efficiency.py --algo mbpo --seeds 0 1 2 --steps 1500
     .venv/bin/python benchmarks/sample_efficiency.py --algo sac --seeds 0 1 2 --steps 10000
     .venv/bin/python benchmarks/sample_efficiency.py --algo sb3 --seeds 0 1 2 --steps 10000
+    .venv/bin/python benchmarks/sample_efficiency.py --algo mbpo --arms 2 --label "mbpo, 2 arms" --steps 3000
     .venv/bin/python benchmarks/sample_efficiency.py --plot-only --out runs/sample_efficiency
 
 Every algorithm learns on ``mbpo_ros/ArmReach-v0`` (the 6-joint twin, 3 cm success) from
@@ -15,6 +16,8 @@ the end effector within 3 cm of the goal at the episode's last step.
   (``mbpo.real_ratio = 1``: no model is trained, no rollouts), tuned as in test_sim_sac_baseline.py:
   2x128, lr 1e-3, gamma 0.95, target entropy -6, one update per env step after 1,000 random steps, no
   goal relabelling (``--set mbpo.relabel_ratio=0.5`` adds it).
+- ``--arms N`` (mbpo, sac): N twins feed one learner, the fleet of learner_node run in-process;
+  steps are counted per arm, so the curve says whether sharing a learner saves each arm real steps.
 - ``sb3``: Stable-Baselines3's SAC with the same tuning (only when stable-baselines3 is installed;
   it is never a dependency of the package).
 
@@ -87,8 +90,13 @@ def _config(algo: str, overrides: dict, seed: int):
     return validate(cfg)
 
 
-def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict, emit) -> None:
-    """MBPO or our SAC (MBPO's loop on real data only) on the gym twin, evaluated every eval_every steps."""
+def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict, emit, arms: int = 1) -> None:
+    """MBPO or our SAC (MBPO's loop on real data only) on the gym twin, evaluated every eval_every steps.
+
+    arms > 1: a fleet sharing one learner, as learner_node serves one: that many twins (arm 0 from
+    ``reset(seed=seed)`` as a single arm is, arm i from ``seed + 1000 * i``) take one step each in
+    turn, and every arm's transition goes into the one MBPO (same buffer, schedule and updates per
+    transition as learner_node's trainer). ``steps`` and ``eval_every`` count steps per arm."""
     import gymnasium as gym
     import torch
 
@@ -97,7 +105,7 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
     from mbpo_ros.core.trainer import MBPO
 
     cfg = _config(algo, overrides, seed)
-    env = gym.make("mbpo_ros/ArmReach-v0")
+    envs = [gym.make("mbpo_ros/ArmReach-v0") for _ in range(arms)]
     task = get_task("reach")
     agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
     evaluator = Evaluator()
@@ -107,15 +115,16 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
             return agent.sac.actor.deterministic(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
     t0 = time.monotonic()
-    obs, _ = env.reset(seed=seed)
-    while agent.env_steps < steps:
-        act = agent.act(obs, deterministic=False)
-        next_obs, rew, term, trunc, _ = env.step(act)
-        agent.add(obs, act, rew, next_obs, term)
+    obs = [env.reset(seed=seed + 1000 * i)[0] for i, env in enumerate(envs)]
+    while agent.env_steps < steps * arms:
+        i = agent.env_steps % arms
+        act = agent.act(obs[i], deterministic=False)
+        next_obs, rew, term, trunc, _ = envs[i].step(act)
+        agent.add(obs[i], act, rew, next_obs, term)
         agent.step()
-        obs = env.reset()[0] if term or trunc else next_obs
-        if agent.env_steps % eval_every == 0:
-            emit(agent.env_steps, *evaluator(policy), time.monotonic() - t0)
+        obs[i] = envs[i].reset()[0] if term or trunc else next_obs
+        if agent.env_steps % (eval_every * arms) == 0:
+            emit(agent.env_steps // arms, *evaluator(policy), time.monotonic() - t0)
 
 
 def run_sb3(seed: int, steps: int, eval_every: int, emit) -> None:
@@ -213,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algo", choices=["mbpo", "sac", "sb3"], default="mbpo")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=1500, help="real env steps per run")
-    p.add_argument("--eval-every", type=int, default=250, help="evaluate every this many real steps")
+    p.add_argument("--eval-every", type=int, default=250, help="evaluate every this many real steps (per arm)")
+    p.add_argument("--arms", type=int, default=1,
+                   help="mbpo/sac: this many arms share one learner (a fleet); --steps and real_steps count per arm")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of mbpo/sac (dotted name, JSON value); repeatable")
     p.add_argument("--label", default=None, help="name of this setting in the CSV and plot (default: the algo)")
@@ -235,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sample_efficiency: {e}", file=sys.stderr)
             return 2
         label = args.label or args.algo
-        settings = json.dumps(overrides, sort_keys=True)
+        if args.arms < 1 or (args.arms > 1 and args.algo == "sb3"):
+            print("sample_efficiency: --arms must be >= 1, and 1 for sb3", file=sys.stderr)
+            return 2
+        settings = json.dumps({**overrides, **({"arms": args.arms} if args.arms > 1 else {})}, sort_keys=True)
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -254,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.algo == "sb3":
                     run_sb3(seed, args.steps, args.eval_every, emit)
                 else:
-                    run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit)
+                    run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit, args.arms)
     plot(csv_path, png_path, args.labels)
     rows = read_rows(csv_path)
     for label in args.labels or dict.fromkeys(r["label"] for r in rows):
