@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from graph_helpers import spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -122,14 +123,8 @@ class Probe:
                 self.diags.append({kv.key: kv.value for kv in st.values})
 
     def spin_until(self, pred, timeout: float, proc: Twin | None = None) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred():
-                return True
-            if proc is not None and proc.proc.poll() is not None:
-                return False
-            self.executor.spin_once(timeout_sec=0.02)
-        return pred()
+        alive = (lambda: proc.proc.poll() is None) if proc is not None else (lambda: True)
+        return spin_until(self.executor, pred, timeout, alive)
 
     def spin_for(self, seconds: float) -> None:
         self.spin_until(lambda: False, seconds)
