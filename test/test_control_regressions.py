@@ -278,3 +278,26 @@ def test_control_imports_no_ros():
             "print(sorted(m for m in ('rclpy', 'torch', 'mujoco') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_regression_a_snapshot_never_pairs_a_joint_state_with_another_states_end_effector():
+    """Regression (found by test_arm_launch's stand-in UR5e): with robot_model, the observation's end-effector
+    position is the forward kinematics of its joint state. The node's control thread takes snapshots while
+    the executor thread accepts joint states; the state was replaced before its forward kinematics ran, so
+    8 of 100 logged transitions paired q with the previous state's end effector (up to 5 mm apart at 1 rad/s).
+    A snapshot taken while a state is being accepted (here: from inside the forward kinematics) must see a
+    consistent pair."""
+    from mbpo_ros.control.inputs import InputCache
+
+    seen = []
+
+    def fk(q):
+        seen.append(cache.snapshot())  # what the control thread reads while the kinematics run
+        return np.array([q[0], q[1], 0.0])
+
+    cache = InputCache(["a", "b"], forward_kinematics=fk)
+    for k in range(3):
+        assert cache.on_joint_state(["b", "a"], [0.2 * k, 0.1 * k], [0.0, 0.0], (k + 1) * 10**7, 0.0)
+    for snap in [*seen[1:], cache.snapshot()]:
+        assert snap.state.seq == snap.ee.seq and snap.state.stamp_ns == snap.ee.stamp_ns
+        np.testing.assert_array_equal(snap.ee.value[:2], snap.state.q)

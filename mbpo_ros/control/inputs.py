@@ -289,6 +289,7 @@ class InputCache:
         self.ee: Stamped3 | None = None
         self.goal: Stamped3 | None = None
         self._seq = {t: 0 for t in topics}
+        self._pair_lock = threading.Lock()  # state and its forward-kinematics ee are read and replaced together
 
     def set_resync_after(self, seconds: float) -> None:
         """Follow a live change of state_timeout (the out-of-order run that starts a new timeline)."""
@@ -313,10 +314,16 @@ class InputCache:
         if not self._gate(topic, stamp_ns, now):
             return False
         self._seq[topic] += 1
-        self.state = ArmState(q, qd, int(stamp_ns), float(now), self._seq[topic], self.gates[topic].epoch)
-        if self.forward_kinematics is not None:
-            self.ee = Stamped3(np.asarray(self.forward_kinematics(q), dtype=np.float64), int(stamp_ns), float(now),
-                               self.state.seq, self.state.epoch)
+        state = ArmState(q, qd, int(stamp_ns), float(now), self._seq[topic], self.gates[topic].epoch)
+        if self.forward_kinematics is None:
+            self.state = state
+            return True
+        # the pair is replaced at once: a snapshot taken meanwhile (the control thread) gets the previous
+        # state with its own end-effector position, never a new state with the old one
+        ee = Stamped3(np.asarray(self.forward_kinematics(q), dtype=np.float64), int(stamp_ns), float(now),
+                      state.seq, state.epoch)
+        with self._pair_lock:
+            self.state, self.ee = state, ee
         return True
 
     def _on_vec3(self, topic: str, xyz: Sequence[float], stamp_ns: int, now: float) -> Stamped3 | None:
@@ -343,4 +350,6 @@ class InputCache:
         return v is not None
 
     def snapshot(self, wall: float = 0.0, reset: tuple[int, ResetStatus] = (0, ResetStatus.NOT_CALLED)) -> Inputs:
-        return Inputs(self.state, self.ee, self.goal, wall, reset)
+        with self._pair_lock:
+            state, ee = self.state, self.ee
+        return Inputs(state, ee, self.goal, wall, reset)
