@@ -2,8 +2,10 @@
 
 A graph is a list of :class:`NodeSpec` (executable, node name, namespace, params files,
 parameter overrides, remappings) computed from the same arguments the launch files declare:
-:class:`TrainArgs` for ``launch/train.launch.py`` (twin_node + agent_node) and
-:class:`DeployArgs` for ``launch/deploy.launch.py`` (agent_node only, on a real arm).
+:class:`TrainArgs` for ``launch/train.launch.py`` (twin_node + agent_node), :class:`ArmArgs` for
+``launch/arm.launch.py`` (agent_node alone on a real arm: train, collect or deploy), :class:`DeployArgs`
+for ``launch/deploy.launch.py`` (arm.launch.py in mode deploy, fewer arguments) and :class:`LearnerArgs`
+for ``launch/learner.launch.py``.
 The launch arguments are *generated* from these dataclasses (:func:`launch_arguments`), so
 their names, defaults and descriptions cannot drift from what ``mbpo-ros train`` and the
 subprocess tests use.
@@ -177,6 +179,64 @@ class DeployArgs:
     shutdown_grace: float = arg(SHUTDOWN_GRACE_S, _GRACE_DOC)
 
 
+def same_as(cls: type, name: str, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
+    """The argument ``name`` of another args dataclass (or an AgentParams parameter), said once: its
+    default and description, unless ``default``/``doc`` say otherwise."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if default is dataclasses.MISSING:
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return arg(default, doc or f.metadata["doc"])
+
+
+#: agent_node's modes on a real arm (AgentParams.mode)
+ARM_MODES = ("train", "collect", "deploy")
+#: the parameters a limits file may set (arm.launch.py limits:=): the arm's limits and their shaping
+LIMIT_PARAMETERS = ("position_lower", "position_upper", "velocity_limits", "max_velocity_step", "position_margin")
+
+
+@dataclass
+class ArmArgs:
+    """Arguments of ``arm.launch.py`` (agent_node alone on a real ros2_control arm: train, collect or deploy).
+
+    Arguments shared with train.launch.py and deploy.launch.py are their fields (:func:`same_as`)."""
+
+    mode: str = arg("train", "train: learn on the arm from its real transitions; collect: log transitions only "
+                    "(random actions, no learner); deploy: run a checkpoint's policy, no learning (one of: train, "
+                    "collect, deploy)")
+    checkpoint: str = arg("", "deploy: checkpoint directory of a trained run (<run_dir>/checkpoint), required; "
+                          "train: resume the run of this checkpoint (run_dir becomes its parent); collect: unused")
+    run_dir: str = same_as(TrainArgs, "run_dir")
+    robot: str = arg("", "MJCF or URDF file of the arm (the file the twin trained with): the agent computes the "
+                     "end-effector position from the joint states with its forward kinematics (no ee_pose "
+                     "publisher), and takes the arm's joint names, limits, home pose and goal box from it; "
+                     "empty = read ee_pose, joints and limits from config (and limits)")
+    servo: str = same_as(TrainArgs, "servo")
+    ee_body: str = same_as(TrainArgs, "ee_body")
+    task: str = same_as(TrainArgs, "task")
+    joint_names: str = arg("", "comma-separated joint names in command order (the order of the controller's "
+                           "joints); with robot: the model's joints to use, by name; empty = all of the model's "
+                           "(with robot) or the names in config")
+    joint_states_topic: str = same_as(DeployArgs, "joint_states_topic")
+    command_type: str = same_as(DeployArgs, "command_type")
+    command_topic: str = same_as(DeployArgs, "command_topic")
+    trajectory_topic: str = same_as(DeployArgs, "trajectory_topic")
+    allow_extra_joints: bool = arg(False, "accept joint states that also name joints the agent does not command "
+                                   "(a gripper); false rejects them")
+    reset_service: str = arg("", "std_srvs/Trigger service that resets the arm between episodes (a simulator's); "
+                             "empty = drive back to the home pose under the same limits")
+    config: str = same_as(DeployArgs, "config")
+    limits: str = arg("", "params file (keyed /**/agent_node:) with the arm's limits, applied over robot's and "
+                      "config's: " + ", ".join(LIMIT_PARAMETERS) + " (per joint, command order); empty = none")
+    control_rate: float = same_as(DeployArgs, "control_rate")
+    use_sim_time: bool = same_as(DeployArgs, "use_sim_time")
+    device: str = same_as(TrainArgs, "device")
+    seed: int = arg(0, "random seed of the learner and of collect's random actions")
+    namespace: str = arg("", _NAMESPACE_DOC)
+    learner: str = arg("local", "train: local (the learner is the agent's child process) or remote (a learner_node "
+                       "on the DDS domain trains, learner.launch.py)")
+    shutdown_grace: float = arg(SHUTDOWN_GRACE_S, _GRACE_DOC)
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node of a graph, as data.
@@ -295,15 +355,17 @@ AGENT_ARM_PARAMETERS = ("joint_names", "position_lower", "position_upper", "velo
                         "reach.goal_low", "reach.goal_high", "robot_model", "robot_servo", "ee_body")
 
 
-def robot_parameters(robot: str, servo: str = "", ee_body: str = "") -> dict[str, Any]:
+def robot_parameters(robot: str, servo: str = "", ee_body: str = "",
+                     joint_names: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The parameters that point twin_node and agent_node at an arm model (sim/arm_model.py arm_profile):
     model_path, servo, ee_body (twin); joint_names, limits, robot_model (the agent's forward kinematics),
-    robot_servo, ee_body (agent); home pose and goal box (both).
+    robot_servo, ee_body (agent); home pose and goal box (both). ``joint_names`` picks the model's joints
+    by name, in command order (empty = its actuated joints in actuator order).
     Raises ValueError (ArmModelError) naming the option that fixes the model."""
     from mbpo_ros.sim.arm_model import arm_profile
 
     path = str(Path(robot).expanduser().resolve())
-    prof = arm_profile(path, servo=servo, ee_body=ee_body)
+    prof = arm_profile(path, servo=servo, ee_body=ee_body, joint_names=tuple(joint_names))
     return {"model_path": path, "robot_model": path, "servo": servo, "robot_servo": servo, "ee_body": ee_body,
             "joint_names": list(prof.joint_names),
             "position_lower": list(prof.position_lower), "position_upper": list(prof.position_upper),
@@ -380,35 +442,96 @@ def learner_graph(args: LearnerArgs) -> list[NodeSpec]:
                      parameters=params, shutdown_grace=_check_grace(args.shutdown_grace))]
 
 
-def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
-    """agent_node alone in deploy mode, its command topics remapped to a real ros2_control arm.
+def split_names(text: str) -> list[str]:
+    """Comma-separated names (launch argument text) -> list, blanks dropped."""
+    return [n.strip() for n in str(text).split(",") if n.strip()]
 
-    The remappings' "from" sides are the agent's relative names, so they match in any namespace; a
-    relative "to" side resolves in the namespace too (``/arm1/forward_velocity_controller/commands``).
+
+def limits_file_parameters(path: str) -> dict[str, Any]:
+    """The agent_node parameters of a limits file (a params file keyed /**/agent_node: or agent_node:):
+    only :data:`LIMIT_PARAMETERS`; ValueError (a ParameterError) naming the file and the key otherwise."""
+    from mbpo_ros.nodes.params import NODE_NAME, ParameterError, read_params_file
+
+    path = str(Path(path).expanduser().resolve())
+    out: dict[str, Any] = {}
+    for key, section in read_params_file(path).items():
+        if str(key).rstrip("/").split("/")[-1] != NODE_NAME:
+            continue
+        params = section.get("ros__parameters") if isinstance(section, dict) else None
+        if not isinstance(params, dict):
+            raise ParameterError(f"limits file {path}: '{key}' has no ros__parameters mapping")
+        for name, value in params.items():
+            if name not in LIMIT_PARAMETERS:
+                raise ParameterError(f"limits file {path} sets '{name}': a limits file sets only "
+                                     f"{', '.join(LIMIT_PARAMETERS)} (put other parameters in config:=)")
+            out[name] = [float(v) for v in value] if isinstance(value, list) else value
+    if not out:
+        raise ParameterError(f"limits file {path} has no /**/{NODE_NAME}: ros__parameters section with "
+                             f"{', '.join(LIMIT_PARAMETERS)}")
+    return out
+
+
+def arm_graph(args: ArmArgs) -> list[NodeSpec]:
+    """agent_node alone on a real ros2_control arm, in mode train, collect or deploy.
+
+    Parameters, lowest precedence first: ``config`` (the agent's params file), the arm model's joints,
+    limits, home pose and goal box (``robot``), the ``limits`` file, the other arguments. The command
+    and joint-state topics are remappings of the agent's relative default names, so they match in
+    any namespace (a relative "to" side resolves in the namespace too:
+    ``/arm1/forward_velocity_controller/commands``).
     """
-    if not args.checkpoint:
-        raise ValueError("deploy needs checkpoint:=<run_dir>/checkpoint (a trained run's checkpoint directory)")
+    if args.mode not in ARM_MODES:
+        raise ValueError(f"mode = {args.mode!r} must be train, collect or deploy")
     if args.control_rate <= 0:
         raise ValueError(f"control_rate = {args.control_rate} Hz must be positive")
     if args.command_type not in ("multi_array", "trajectory"):
         raise ValueError(f"command_type = {args.command_type!r} must be multi_array or trajectory")
+    if args.learner not in ("local", "remote"):
+        raise ValueError(f"learner = {args.learner!r} must be local or remote")
+    if args.learner == "remote" and args.mode != "train":
+        raise ValueError(f"learner:=remote needs mode:=train (mode {args.mode} does not learn)")
     namespace = check_namespace(args.namespace)
-    params: dict[str, Any] = {
-        "mode": "deploy",
+    run_dir = str(Path(args.run_dir).expanduser().resolve()) if args.run_dir else ""
+    params: dict[str, Any] = {}
+    if args.robot:
+        arm = robot_parameters(args.robot, args.servo, args.ee_body, split_names(args.joint_names))
+        params.update({k: v for k, v in arm.items() if k in AGENT_ARM_PARAMETERS})
+    elif split_names(args.joint_names):
+        params["joint_names"] = split_names(args.joint_names)
+    if args.limits:
+        params.update(limits_file_parameters(args.limits))
+    params.update({
+        "mode": args.mode,
+        "task": args.task,
         "command_type": args.command_type,
-        "checkpoint": str(Path(args.checkpoint).expanduser().resolve()),
         "control_rate": float(args.control_rate),
         "use_sim_time": bool(args.use_sim_time),
         "lockstep": False,
         "device": args.device,
         "seed": int(args.seed),
-        "reset_service": "",
-    }
-    names = [n.strip() for n in args.joint_names.split(",") if n.strip()]
-    if names:
-        params["joint_names"] = names
-    if args.run_dir:
-        params["run_dir"] = str(Path(args.run_dir).expanduser().resolve())
+        "reset_service": args.reset_service,
+        "allow_extra_joints": bool(args.allow_extra_joints),
+    })
+    if args.mode == "deploy":
+        if not args.checkpoint:
+            raise ValueError("mode:=deploy needs checkpoint:=<run_dir>/checkpoint (a trained run's checkpoint "
+                             "directory)")
+        params["checkpoint"] = str(Path(args.checkpoint).expanduser().resolve())
+    elif args.checkpoint and args.mode == "collect":
+        raise ValueError("checkpoint:= is for mode:=deploy (and train, to resume a run); collect takes random actions")
+    elif args.checkpoint:  # train: resume the run whose checkpoint this is
+        ckpt = Path(args.checkpoint).expanduser().resolve()
+        if not ckpt.is_dir():
+            raise ValueError(f"checkpoint = {args.checkpoint!r}: no such directory (train resumes the run of an "
+                             "existing <run_dir>/checkpoint)")
+        if run_dir and Path(run_dir) != ckpt.parent:
+            raise ValueError(f"checkpoint = {args.checkpoint!r} is not in run_dir = {args.run_dir!r}: train resumes "
+                             "a run from <run_dir>/checkpoint (give one of the two)")
+        run_dir = str(ckpt.parent)
+    if args.learner == "remote":
+        params["learner"] = "remote"
+    if run_dir:
+        params["run_dir"] = run_dir
     remaps = [(AGENT_COMMAND_TOPIC, args.command_topic), (AGENT_TRAJECTORY_TOPIC, args.trajectory_topic),
               (AGENT_JOINT_STATES_TOPIC, args.joint_states_topic)]
     agent = NodeSpec(
@@ -422,6 +545,16 @@ def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
         shutdown_grace=_check_grace(args.shutdown_grace),
     )
     return [agent]
+
+
+def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
+    """deploy.launch.py: :func:`arm_graph` in mode deploy (DeployArgs are a subset of ArmArgs). The
+    parameters of ArmArgs that deploy.launch.py does not declare (task, allow_extra_joints) stay the
+    config file's."""
+    (agent,) = arm_graph(ArmArgs(mode="deploy", **dataclasses.asdict(args)))
+    declared = {f.name for f in dataclasses.fields(DeployArgs)}
+    params = {k: v for k, v in agent.parameters.items() if k not in ("task", "allow_extra_joints") or k in declared}
+    return [dataclasses.replace(agent, parameters=params)]
 
 
 # --------------------------------------------------------------------------- renderers

@@ -24,7 +24,7 @@ from mbpo_ros.graph import DeployArgs, NodeSpec, TrainArgs
 AGENT_YAML = graph.config_file("mbpo.yaml")
 
 REPO = Path(__file__).resolve().parents[1]
-LAUNCH_FILES = ["train.launch.py", "deploy.launch.py"]
+LAUNCH_FILES = ["train.launch.py", "deploy.launch.py", "arm.launch.py", "learner.launch.py"]
 
 
 def _load_launch_module(name: str):
@@ -51,7 +51,7 @@ def test_launch_file_compiles_and_uses_standard_api_only(name):
 
 
 @pytest.mark.parametrize(("name", "cls"), [("train.launch.py", TrainArgs), ("deploy.launch.py", DeployArgs),
-                                           ("learner.launch.py", graph.LearnerArgs)])
+                                           ("learner.launch.py", graph.LearnerArgs), ("arm.launch.py", graph.ArmArgs)])
 def test_generate_launch_description_where_launch_exists(name, cls):
     launch = pytest.importorskip("launch", reason="launch comes with a full ROS 2 install")
     pytest.importorskip("launch_ros", reason="launch_ros comes with a full ROS 2 install")
@@ -62,7 +62,7 @@ def test_generate_launch_description_where_launch_exists(name, cls):
 
 
 def test_launch_arguments_mirror_the_dataclass_defaults():
-    for cls in (TrainArgs, DeployArgs, graph.LearnerArgs):
+    for cls in (TrainArgs, DeployArgs, graph.LearnerArgs, graph.ArmArgs):
         rows = graph.launch_arguments(cls)
         assert [r[0] for r in rows] == [f.name for f in dataclasses.fields(cls)]
         parsed = graph.args_from_strings(cls, {name: default for name, default, _ in rows})

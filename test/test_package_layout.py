@@ -66,7 +66,7 @@ def test_launch_config_and_index_marker_installed(colcon_install):
     share = colcon_install / "share"
     assert (share / "ament_index" / "resource_index" / "packages" / "mbpo_ros").is_file()
     assert (share / "mbpo_ros" / "package.xml").is_file()
-    for launch_file in ("train.launch.py", "deploy.launch.py", "learner.launch.py"):
+    for launch_file in ("train.launch.py", "deploy.launch.py", "learner.launch.py", "arm.launch.py"):
         assert (share / "mbpo_ros" / "launch" / launch_file).is_file(), f"launch/{launch_file} not installed"
     for cfg in ("mbpo.yaml", "twin.yaml"):
         assert (share / "mbpo_ros" / "config" / cfg).is_file(), f"config/{cfg} not installed"

@@ -87,7 +87,7 @@ INTERFACE: tuple[Endpoint, ...] = (
 
 
 def _cell(value) -> str:
-    text = str(value).replace("|", "\\|").replace("\n", " ")
+    text = str(value).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
     return text if text else "''"
 
 
@@ -118,8 +118,24 @@ def parameter_table(specs) -> str:
     return "\n".join(lines)
 
 
+#: launch file -> the args dataclass in mbpo_ros/graph.py its arguments come from
+LAUNCH_FILES = (("arm.launch.py", "ArmArgs"), ("train.launch.py", "TrainArgs"), ("deploy.launch.py", "DeployArgs"),
+                ("learner.launch.py", "LearnerArgs"))
+
+
+def launch_table(cls) -> str:
+    """A launch file's arguments (graph.launch_arguments: what --show-args prints) as a Markdown table."""
+    from mbpo_ros import graph
+
+    lines = ["| argument | default | description |", "|---|---|---|"]
+    for name, default, doc in graph.launch_arguments(cls):
+        lines.append(f"| `{name}` | `{_cell(default)}` | {_cell(doc)} |")
+    return "\n".join(lines)
+
+
 def render() -> str:
     """The generated README block (markers included)."""
+    from mbpo_ros import graph
     from mbpo_ros.nodes import params, twin_node
 
     parts = [
@@ -164,6 +180,14 @@ def render() -> str:
         parameter_table(params.learner_specs()),
         "",
         "</details>",
+        "",
+        "### Launch arguments",
+        "",
+        "What `ros2 launch mbpo_ros <file> --show-args` prints: each argument as `name:=value`, its default and "
+        "meaning (mbpo_ros/graph.py: ArmArgs, TrainArgs, DeployArgs, LearnerArgs).",
+        "",
+        *(item for name, cls in LAUNCH_FILES for item in (
+            f"<details><summary>{name}</summary>", "", launch_table(getattr(graph, cls)), "", "</details>", "")),
         END,
     ]
     return "\n".join(parts)
