@@ -22,7 +22,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mbpo_ros.control import Controller  # noqa: E402
+from mbpo_ros.control import Command, Controller  # noqa: E402
 from mbpo_ros.control.inputs import RejectedMessage  # noqa: E402
 
 TIMEOUT = 0.3  # state_timeout at the start (live changes may move it)
@@ -66,6 +66,7 @@ class Record:
     measured: np.ndarray | None  # positions of the latest accepted state when the step ran
     max_step: float  # the rate limit in force
     estop: bool
+    cmd: Command | None = None  # what the step returned (episodes: test_episodes.py)
 
 
 def _controller(cfg: dict) -> Controller:
@@ -151,7 +152,7 @@ def drive(ctrl: Controller, q: np.ndarray, events) -> tuple[list[Record], np.nda
         measured = inputs.state.q.copy() if inputs.state is not None else None
         engaged = ctrl.estop.engaged
         cmd = ctrl.step(inputs.snapshot(wall=now), now)
-        records.append(Record(now, cmd.values, measured, ctrl.shaper.max_velocity_step, engaged))
+        records.append(Record(now, cmd.values, measured, ctrl.shaper.max_velocity_step, engaged, cmd))
         if cmd.values is not None:
             held = cmd.values
         if held is not None:

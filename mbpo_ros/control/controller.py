@@ -6,13 +6,18 @@ safety case, hazard by hazard, is docs/safety.md):
 1. clock: a jump (backwards, or forwards by more than `max_clock_step`) is reported, ends the
    episode without a transition across it, and control goes on on the new timeline;
 2. e-stop latched -> stop command (velocity interface: zeros; position interface: hold the
-   measured position);
+   measured position); it ends the running episode, and after the release the arm goes home first;
 3. stale -> stop command: no joint state or /ee_pose with a NEWER stamp for `state_timeout`
-   (frozen and zero stamps included), or no goal yet;
-4. episode phase (`Phase`): waiting for the reset service, driving home, settling after a reset;
-5. running: build the transition from the previous step (only between two valid states of one
+   (frozen and zero stamps included), or no goal yet (goal_source topic);
+4. episode phase (`Phase`): waiting for the reset service, driving home (and, goal_source topic, for
+   a goal newer than the last episode's end), settling after a reset;
+5. running: a new episode starts with the first new state (goal_source task: the task draws its
+   goal); build the transition from the previous step (only between two valid states of one
    timeline with increasing stamps, every value finite), hand it to the learner, end the episode
    at its time limit; then choose the action (policy snapshot, or exploration) for the new state.
+
+Episodes (control/episodes.py: goal sources, end reasons, announcements) start and end in
+`Command.started` / `Command.episode`; deploy mode has no episodes.
 
 Every command that leaves goes through the one `CommandShaper` (limits, rate limit, position
 guard): policy commands, repeats (no new state since the last command), drive-home commands and
@@ -36,6 +41,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mbpo_ros.control.episodes import GOAL_SOURCES, EndReason, EpisodeStart, EpisodeSummary, TaskGoals
 from mbpo_ros.control.inputs import ArmState, Bounds, InputCache, Inputs, ResetStatus
 from mbpo_ros.control.safety import (
     CommandShaper,
@@ -95,6 +101,7 @@ class ControllerConfig:
     max_clock_step: float = 1.0
     estop_on_foreign_publisher: bool = False
     seed: int = 0
+    goal_source: str = "topic"  # topic: goals from the goal topic; task: the task draws each episode's (episodes.py)
 
 
 @dataclass(frozen=True)
@@ -119,17 +126,6 @@ class Transition:
 
 
 @dataclass(frozen=True)
-class EpisodeSummary:
-    """A finished episode: return, success and distance of its last state, steps, env steps so far."""
-
-    episode_return: float
-    success: bool
-    final_distance: float
-    steps: int
-    env_steps: int
-
-
-@dataclass(frozen=True)
 class Event:
     """Something to log: level "info" | "warning" | "error" and a one-line text."""
 
@@ -143,7 +139,8 @@ class Command:
 
     values: [n] command to publish (already shaped), or None: publish nothing.
     transition: the transition handed to the learner in this step (None: none).
-    episode: set when an episode ended in this step.
+    episode: set when an episode ended in this step (announced before `started`).
+    started: set when an episode began in this step (its goal is in the step's observation).
     call_reset: a reset request id: the node calls the reset service for it (once per id) and
         reports back through `Inputs.reset`.
     """
@@ -154,6 +151,7 @@ class Command:
     episode: EpisodeSummary | None = None
     call_reset: int | None = None
     events: tuple[Event, ...] = ()
+    started: EpisodeStart | None = None
 
 
 class Policy(Protocol):
@@ -189,13 +187,18 @@ class Controller:
     """
 
     def __init__(self, cfg: ControllerConfig, task: Any, learner: Learner | None = None, env_steps: int = 0,
-                 topics: tuple[str, str, str] = ("joint_states", "ee_pose", "goal")) -> None:
+                 topics: tuple[str, str, str] = ("joint_states", "ee_pose", "goal"), episodes: int = 0) -> None:
         if not (cfg.period > 0 and math.isfinite(cfg.period)):
             raise ValueError(f"control period {cfg.period} must be a positive number of seconds")
         if task.act_dim != cfg.limits.n:
             raise ValueError(f"the task acts on {task.act_dim} joints, the arm has {cfg.limits.n}")
         for name in ("stale_action", "estop_action"):
             check_stop_action(name, getattr(cfg, name), cfg.command_interface)
+        if cfg.goal_source not in GOAL_SOURCES:
+            raise ValueError(f"goal_source = {cfg.goal_source!r} must be one of: {', '.join(GOAL_SOURCES)}")
+        if cfg.goal_source == "task" and cfg.mode == "deploy":
+            raise ValueError("goal_source 'task' needs mode train or collect: deploy has no episodes and runs "
+                             "toward the goal published on the goal topic (goal_source topic)")
         if not cfg.lockstep and not cfg.max_clock_step > cfg.period:
             raise ValueError(f"max_clock_step = {cfg.max_clock_step} s must exceed the control period "
                              f"{cfg.period:g} s")
@@ -217,6 +220,15 @@ class Controller:
         self.estop_action = cfg.estop_action
         self.estop_on_foreign_publisher = cfg.estop_on_foreign_publisher
         self.env_steps = int(env_steps)
+        #: goal_source task: the task draws each episode's goal; None: goals come from the goal topic
+        self.goals = TaskGoals(task, cfg.seed) if cfg.goal_source == "task" else None
+        self.episode_index = int(episodes)  # the current episode's number (or the next one's, between two)
+        self.episode_open = False  # an episode has started and not ended yet
+        self.episode_goal: np.ndarray | None = None  # [3] the current episode's goal (goal_source task)
+        self._started: EpisodeStart | None = None  # announced with the next command
+        self._last_obs: np.ndarray | None = None  # the episode's latest observation
+        self._goal_seq = 0  # seq of the latest accepted goal message (InputCache)
+        self._goal_seq_at_end = -1  # ... when the last episode ended
         self.policy: Policy | None = None
         self.phase = Phase.RUN
         self.ep_steps = 0
@@ -225,7 +237,7 @@ class Controller:
         self.last_cmd_seq = -1  # seq of the state the last policy command was computed for
         self.episode_end_seq = -1
         self.settle_until = -math.inf
-        self.deadline = math.inf  # wall-clock deadline of the reset or the drive home
+        self.deadline: float | None = None  # wall-clock deadline of the reset or the drive home (None: not set yet)
         self.reset_id = 0
         self.command_publishers = 1
         self.dropped_transitions = 0
@@ -242,6 +254,8 @@ class Controller:
         """Decide the command for this control step (module docstring)."""
         events: list[Event] = []
         episode = None
+        if inputs.goal is not None:
+            self._goal_seq = inputs.goal.seq
         jump = self.clock.update(now)
         if jump is not None:
             episode = self._on_clock_jump(jump, events)
@@ -251,16 +265,21 @@ class Controller:
                 events.append(Event("warning", f"{self.topics[0]} stamps started a new timeline (now at "
                                                f"{st.stamp_ns * 1e-9:.3f} s): episode ended without a transition "
                                                "across it"))
-                episode = self._abandon_episode(self.prev.obs if self.prev is not None else None, now) or episode
+                episode = self._abandon_episode(EndReason.NEW_TIMELINE, now) or episode
             self._epoch = st.epoch
         stale_js = self.watchdog.check(st.fresh_at if st is not None else None, now)
         stale_ee = self.ee_watchdog.check(ee.fresh_at if ee is not None else None, now)
         fresh = st if not stale_js else None
         if self.estop.engaged:
             self._estop_commanded = True
+            if self.episode_open:  # an e-stop ends the episode; after the release the arm goes home first
+                episode = self._close_episode(EndReason.ESTOP, now)
+                self._go_home()
+            if self.phase in (Phase.RESET, Phase.HOME):
+                self.deadline = None  # the reset or the drive home gets its full time after the release
             return self._stop(Reason.ESTOP, fresh, st, events, episode)
         self._estop_commanded = False
-        if stale_js or stale_ee or goal is None:
+        if stale_js or stale_ee or (goal is None and self.goals is None):
             if not self._stale_reported and (self.watchdog.trips or self.ee_watchdog.trips):
                 topic, wd = (self.topics[0], self.watchdog) if stale_js else (self.topics[1], self.ee_watchdog)
                 age = f"{wd.age:.3f} s" if math.isfinite(wd.age) and wd.age >= 0 else "an unknown time (clock went back)"
@@ -279,7 +298,11 @@ class Controller:
             self.phase = Phase.RUN
         if st.seq == self.last_cmd_seq:  # no new state since the last command
             return self._repeat(st, now, events, episode)
-        obs = self.task.observe(st.q, st.qd, ee.value, goal.value)
+        if not self.episode_open and self.cfg.mode != "deploy":
+            self._open_episode(goal, now)
+        obs = self.task.observe(st.q, st.qd, ee.value, self.episode_goal if self.goals is not None else goal.value)
+        if self.episode_open:
+            self._last_obs = obs
         transition = None
         prev = self.prev
         if prev is not None:
@@ -288,7 +311,8 @@ class Controller:
             elif self.cfg.mode != "deploy":
                 transition = self._record(prev, obs, st, events)
                 if transition is not None and (transition.terminated or transition.truncated):
-                    episode = self._end_episode(obs, st, inputs)
+                    episode = self._end_episode(obs, st, now, EndReason.TERMINATED if transition.terminated
+                                                else EndReason.TIME_LIMIT)
                     if self.phase is Phase.RESET:
                         return self._continue_reset(inputs, st, now, events, episode, transition)
                     return self._drive_home(inputs, st, now, events, episode, transition)
@@ -303,8 +327,9 @@ class Controller:
             rid, status = inputs.reset
             return rid != self.reset_id or status in (ResetStatus.SUCCEEDED, ResetStatus.FAILED)
         st, ee, goal = inputs.state, inputs.ee, inputs.goal
-        return (st is not None and st.seq > self.last_cmd_seq and ee is not None and goal is not None
-                and ee.stamp_ns >= st.stamp_ns and goal.stamp_ns >= st.stamp_ns)
+        goal_ok = self.goals is not None or (goal is not None and st is not None and goal.stamp_ns >= st.stamp_ns)
+        return (st is not None and st.seq > self.last_cmd_seq and ee is not None and goal_ok
+                and ee.stamp_ns >= st.stamp_ns)
 
     # ------------------------------------------------------------------ commands
 
@@ -315,7 +340,8 @@ class Controller:
               transition=None, call_reset=None) -> Command:
         if values is not None:
             self.last_command = values
-        return Command(values, reason, transition, episode, call_reset, tuple(events))
+        started, self._started = self._started, None
+        return Command(values, reason, transition, episode, call_reset, tuple(events), started)
 
     def _stop_values(self, fresh: ArmState | None, known: ArmState | None) -> np.ndarray | None:
         """Velocity: zeros. Position: hold the measured position when it is fresh, else the last target,
@@ -424,27 +450,55 @@ class Controller:
             self.env_steps += 1
         return tr
 
-    def _summary(self, final_obs: np.ndarray | None) -> EpisodeSummary:
-        if final_obs is None:
-            return EpisodeSummary(self.ep_return, False, math.nan, self.ep_steps, self.env_steps)
-        return EpisodeSummary(self.ep_return, bool(self.task.success(final_obs)),
-                              float(self.task.distance(final_obs)), self.ep_steps, self.env_steps)
+    def _open_episode(self, goal, now: float) -> None:
+        """An episode begins with this step's observation: its goal drawn (goal_source task) or the latest one."""
+        if self.goals is not None:
+            self.episode_goal = self.goals.goal(self.episode_index)
+        self.episode_open = True
+        self.ep_steps, self.ep_return, self._last_obs = 0, 0.0, None
+        self._started = EpisodeStart(self.episode_index, self.env_steps,
+                                     (self.episode_goal if self.goals is not None else goal.value).copy(), now)
 
-    def _end_episode(self, final_obs: np.ndarray, st: ArmState, inputs: Inputs) -> EpisodeSummary:
-        summary = self._summary(final_obs)
-        self.ep_steps, self.ep_return, self.prev = 0, 0.0, None
-        self.episode_end_seq = st.seq
-        self.deadline = inputs.wall + self.cfg.reset_timeout
+    def _close_episode(self, reason: EndReason, now: float) -> EpisodeSummary:
+        """The open episode ends: its summary (from its latest observation), and the next number."""
+        obs = self._last_obs
+        success, distance = ((bool(self.task.success(obs)), float(self.task.distance(obs))) if obs is not None
+                             else (False, math.nan))
+        summary = EpisodeSummary(self.ep_return, success, distance, self.ep_steps, self.env_steps,
+                                 self.episode_index, reason, now)
+        self.episode_open = False
+        if reason is not EndReason.STOPPED:  # a stopped episode is not counted: the next one takes its number
+            self.episode_index += 1
+        self._goal_seq_at_end = self._goal_seq
+        self.ep_steps, self.ep_return, self.prev, self._last_obs = 0, 0.0, None, None
+        return summary
+
+    def close_episode(self, now: float) -> EpisodeSummary | None:
+        """Control stops (shutdown, deactivation): the open episode ends (EndReason.STOPPED); None if none was open.
+        Not counted (episodes.csv gets no row, the next episode takes the same number, as the transitions
+        already logged for it say). Call from the control thread, or once it has stopped."""
+        return self._close_episode(EndReason.STOPPED, now) if self.episode_open else None
+
+    def _go_home(self) -> None:
+        """After an episode: the reset service (simulated arm) or the drive home (real arm); the deadline
+        starts with the first step of that phase."""
+        self.deadline = None
         if self.cfg.reset_via_service:
             self.phase = Phase.RESET
             self.reset_id += 1
         else:
             self.phase = Phase.HOME
+
+    def _end_episode(self, final_obs: np.ndarray, st: ArmState, now: float, reason: EndReason) -> EpisodeSummary:
+        self._last_obs = final_obs
+        summary = self._close_episode(reason, now)
+        self.episode_end_seq = st.seq
+        self._go_home()
         return summary
 
-    def _abandon_episode(self, last_obs: np.ndarray | None, now: float) -> EpisodeSummary | None:
+    def _abandon_episode(self, reason: EndReason, now: float) -> EpisodeSummary | None:
         """End the episode without a transition (a clock jump, a new timeline); a new one begins at once."""
-        summary = self._summary(last_obs) if self.ep_steps > 0 and self.cfg.mode != "deploy" else None
+        summary = self._close_episode(reason, now) if self.episode_open else None
         self.ep_steps, self.ep_return, self.prev = 0, 0.0, None
         if self.phase in (Phase.RUN, Phase.SETTLE):
             self._begin_episode(now)
@@ -454,7 +508,7 @@ class Controller:
         events.append(Event("error", f"{jump}: episode ended without a transition across the jump; control "
                                      "goes on on the new timeline"))
         self.settle_until = -math.inf
-        return self._abandon_episode(self.prev.obs if self.prev is not None else None, jump.after)
+        return self._abandon_episode(EndReason.CLOCK_JUMP, jump.after)
 
     def _begin_episode(self, now: float) -> None:
         self.prev = None
@@ -472,6 +526,8 @@ class Controller:
                         transition=None) -> Command:
         """Simulated arm: ask for the reset service (the node calls it) and wait for its answer."""
         rid, status = inputs.reset
+        if self.deadline is None:
+            self.deadline = inputs.wall + self.cfg.reset_timeout
         done = rid == self.reset_id and status in (ResetStatus.SUCCEEDED, ResetStatus.FAILED)
         if done or inputs.wall > self.deadline:
             if not done:
@@ -492,12 +548,21 @@ class Controller:
 
     def _drive_home(self, inputs: Inputs, st: ArmState, now: float, events: list[Event], episode,
                     transition=None) -> Command:
-        """Real arm: P-control back to reach.home_pose under the same shaping."""
+        """Real arm: P-control back to reach.home_pose under the same shaping. The next episode begins once
+        the arm is home and (goal_source topic) a goal arrived after the last episode ended, or at the
+        deadline (reset_timeout after the drive home began)."""
+        if self.deadline is None:
+            self.deadline = inputs.wall + self.cfg.reset_timeout
         err = self.task.home_pose - st.q
         reached = float(np.max(np.abs(err))) < self.cfg.home_tolerance
-        if reached or inputs.wall > self.deadline:
+        new_goal = self.goals is not None or self._goal_seq > self._goal_seq_at_end
+        if (reached and new_goal) or inputs.wall > self.deadline:
             if not reached:
                 events.append(Event("warning", f"home pose not reached within {self.cfg.reset_timeout:g} s"))
+            if not new_goal:
+                events.append(Event("warning", f"no new goal on {self.topics[2]} within reset_timeout "
+                                               f"{self.cfg.reset_timeout:g} s after episode {self.episode_index - 1} "
+                                               f"ended: episode {self.episode_index} starts with the last goal"))
             self._begin_episode(now)
             return self._stop(Reason.HOME, st, st, events, episode, transition)
         vmax = self.task.cfg.max_joint_velocity

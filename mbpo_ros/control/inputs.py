@@ -16,7 +16,9 @@ controller, the learner or the log. Checks, in order:
 `InputCache` holds the latest accepted joint state, `/ee_pose` and `/goal`, each replaced by one
 assignment (a reader never sees half a state), and `snapshot()` hands them to the controller as
 one `Inputs`. A message with a repeated stamp is accepted but changes nothing: freshness (the
-watchdog's `fresh_at`) only moves when a newer stamp arrives.
+watchdog's `fresh_at`) only moves when a newer stamp arrives. One exception: a goal with the newest
+stamp but another point is a new goal (sources that leave the stamp at zero, as `ros2 topic pub`
+does, can still change it; the goal is not watched for freshness).
 """
 
 from __future__ import annotations
@@ -326,13 +328,15 @@ class InputCache:
             self.state, self.ee = state, ee
         return True
 
-    def _on_vec3(self, topic: str, xyz: Sequence[float], stamp_ns: int, now: float) -> Stamped3 | None:
+    def _on_vec3(self, topic: str, xyz: Sequence[float], stamp_ns: int, now: float,
+                 cached: Stamped3 | None = None) -> Stamped3 | None:
+        """A validated point; None for a repeated stamp, unless `cached` is given and the point differs."""
         try:
             v = check_finite(xyz, topic, self.bounds.cartesian)
         except RejectedMessage as exc:
             self.rejects.add(topic, exc.reason)
             raise
-        if not self._gate(topic, stamp_ns, now):
+        if not self._gate(topic, stamp_ns, now) and (cached is None or np.array_equal(v, cached.value)):
             return None
         self._seq[topic] += 1
         return Stamped3(v, int(stamp_ns), float(now), self._seq[topic], self.gates[topic].epoch)
@@ -344,7 +348,7 @@ class InputCache:
         return v is not None
 
     def on_goal(self, xyz: Sequence[float], stamp_ns: int, now: float) -> bool:
-        v = self._on_vec3(self.topics[2], xyz, stamp_ns, now)
+        v = self._on_vec3(self.topics[2], xyz, stamp_ns, now, cached=self.goal)
         if v is not None:
             self.goal = v
         return v is not None

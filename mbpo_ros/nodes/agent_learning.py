@@ -95,6 +95,7 @@ class AgentLearning:
         self.remote = None  # learner:=remote: learner.remote.RemoteLink
         self._successes: deque = deque(maxlen=SUCCESS_WINDOW)
         self.env_steps_at_start = 0
+        self.episodes_at_start = 0  # episodes finished in this run directory before (episodes.csv)
         self.submitted = 0
         self.last_checkpoint = self.checkpoint_error = ""
         self._levels: dict[str, str] = {}  # last level logged per part ("learner", "log")
@@ -145,6 +146,7 @@ class AgentLearning:
                 from mbpo_ros.io.metrics import MetricsLogger
 
                 self.episode_log = EpisodeLog(run_dir / "episodes.csv")
+                self.episodes_at_start = self.episode_log.episodes
                 resumed = self.env_steps_at_start > 0
                 self.metrics = MetricsLogger(run_dir, x_key="env_steps", resume=resumed,
                                              resume_at=self.env_steps_at_start if resumed else None)

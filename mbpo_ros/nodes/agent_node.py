@@ -5,12 +5,15 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
     parameters   nodes/params.py: every core.config field + reach.* + the node's own (validated)
     names        relative (joint_states, goal, ee_pose, command_topic, reset_service), resolved in the
                  node's namespace; /diagnostics and /clock are global; ~/ private
-    inputs       joint_states (sensor-data QoS), ee_pose (sensor-data), goal (reliable, transient local)
-                 -> control.InputCache (validation, stamps, plausibility) -> latest-state cache
+    inputs       joint_states (sensor-data QoS), ee_pose (sensor-data), goal (reliable, transient local; not with
+                 goal_source task) -> control.InputCache (validation, stamps, plausibility) -> latest-state cache
     control      its own thread: wall-clock deadlines at control_rate, ROS-clock deadlines with
                  use_sim_time (bounded wall-clock waits: a rewound /clock cannot block them), or one
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
+    episodes     Command.episode / .started (control/episodes.py) -> episode (std_msgs/String, one JSON object
+                 per start and end; reliable, depth 50); goal_source task: each episode's goal -> goal
+                 (PointStamped in base_frame, reliable + transient local, depth 1)
     learning     nodes/agent_learning.AgentLearning (the Controller's Learner): learner.LearningSession
                  (transition log first, then the supervised learner child, which replays the log after any
                  crash and is restarted), episodes.csv, metrics, the session's periodic checkpoints
@@ -46,12 +49,14 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.task import Future
+from rclpy.time import Time
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray, UInt8MultiArray
+from std_msgs.msg import Float64MultiArray, String, UInt8MultiArray
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from mbpo_ros.control import Command, Controller, PeriodStats, Phase
+from mbpo_ros.control import Command, Controller, EpisodeStart, EpisodeSummary, PeriodStats, Phase
+from mbpo_ros.control.episodes import end_record, start_record, to_json
 from mbpo_ros.control.inputs import RejectedMessage, ResetStatus
 from mbpo_ros.nodes.agent_learning import AgentLearning
 from mbpo_ros.nodes.params import (
@@ -115,9 +120,16 @@ class AgentWiring:
                                           callback_group=io_group)
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)  # a goal sent before we started counts
-        goal_sub = self.create_subscription(PointStamped, "goal", self._on_goal, latched, callback_group=io_group,
-                                            event_callbacks=SubscriptionEventCallbacks(
-                                                incompatible_qos=self._on_goal_qos_mismatch))
+        self.goal_pub = None
+        if p.goal_source == "task":  # the task draws each episode's goal: published for anyone to see
+            self.goal_pub = self.create_publisher(PointStamped, "goal", latched)
+            goal_topic = self.goal_pub.topic_name
+        else:
+            goal_topic = self.create_subscription(PointStamped, "goal", self._on_goal, latched, callback_group=io_group,
+                                                  event_callbacks=SubscriptionEventCallbacks(
+                                                      incompatible_qos=self._on_goal_qos_mismatch)).topic_name
+        self.episode_pub = self.create_publisher(String, "episode",
+                                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         fk = None
         if p.robot_model:  # the end-effector position from the joint states: no ee_pose publisher needed
             from mbpo_ros.sim.kinematics import ForwardKinematics
@@ -129,9 +141,9 @@ class AgentWiring:
         ee_sub = None if fk is not None else self.create_subscription(
             PoseStamped, "ee_pose", self._on_ee_pose, qos_profile_sensor_data, callback_group=io_group)
         ee_topic = ee_sub.topic_name if ee_sub is not None else f"forward kinematics of {p.robot_model}"
-        self.topics = (js_sub.topic_name, ee_topic, goal_sub.topic_name)
+        self.topics = (js_sub.topic_name, ee_topic, goal_topic)
         self.controller = Controller(controller_config(s), self.task, self.learning, self.learning.env_steps_at_start,
-                                     self.topics)
+                                     self.topics, episodes=self.learning.episodes_at_start)
         self.controller.inputs.forward_kinematics = fk
         self.loop_stats = PeriodStats(self.period)
         self._state_cv = threading.Condition()
@@ -156,7 +168,8 @@ class AgentWiring:
         self.get_logger().info(
             f"mode {p.mode}, {len(p.joint_names)} joints, {p.control_rate:g} Hz{' lock-step' if p.lockstep else ''}, "
             f"{p.command_interface} commands on {self.cmd_pub.topic_name} (state from {', '.join(self.topics)}), "
-            f"run directory {self.run_dir}")
+            f"goals from {'the task, published on ' if self.goal_pub else ''}{goal_topic}, episodes announced on "
+            f"{self.episode_pub.topic_name}, run directory {self.run_dir}")
 
     def _wire_remote(self, p, wall: Clock) -> None:
         """learner:=remote: fleet frames to and from a learner_node (learner/remote.py decides)."""
@@ -244,6 +257,12 @@ class AgentWiring:
             self._publish(self.controller.shutdown_command(), final=True)
         except Exception as exc:  # the context may already be gone; the arm's own controller remains
             self.get_logger().warning(f"could not publish the final stop command: {exc}")
+        ended = self.controller.close_episode(self._now())
+        if ended is not None:
+            try:
+                self._announce_end(ended)
+            except Exception as exc:  # as above: the context may be gone
+                self.get_logger().warning(f"could not announce the end of episode {ended.index}: {exc}")
 
     def _control_loop(self) -> None:
         try:
@@ -324,9 +343,25 @@ class AgentWiring:
             self._publish(cmd.values)
         if cmd.episode is not None:
             self.learning.episode_done(cmd.episode)
+            self._announce_end(cmd.episode)
+        if cmd.started is not None:
+            self._announce_start(cmd.started)
         if cmd.call_reset is not None and self.reset_client is not None and self._reset != (cmd.call_reset,
                                                                                             ResetStatus.PENDING):
             self._call_reset(cmd.call_reset)
+
+    def _announce_end(self, end: EpisodeSummary) -> None:
+        self.episode_pub.publish(String(data=to_json(end_record(end))))
+
+    def _announce_start(self, start: EpisodeStart) -> None:
+        """goal_source task: the episode's goal first (latched), then the announcement."""
+        if self.goal_pub is not None:
+            msg = PointStamped()
+            msg.header.stamp = Time(nanoseconds=int(round(start.stamp * 1e9))).to_msg()
+            msg.header.frame_id = self.p.base_frame
+            msg.point.x, msg.point.y, msg.point.z = (float(v) for v in start.goal)
+            self.goal_pub.publish(msg)
+        self.episode_pub.publish(String(data=to_json(start_record(start, self.p.base_frame, self.p.goal_source))))
 
     def _call_reset(self, rid: int) -> None:
         if not self.reset_client.service_is_ready():

@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from mbpo_ros.control.controller import ControllerConfig
+from mbpo_ros.control.episodes import GOAL_SOURCES
 from mbpo_ros.control.inputs import Bounds
 from mbpo_ros.control.safety import JointLimits, check_stop_action
 from mbpo_ros.core.config import (
@@ -160,6 +161,10 @@ class AgentParams:
                               "joint j at 0.2 + 0.1 j Hz)", choices=("random", "sine"))
     task: str = _p("reach", "task whose observation, reward and time limit the node uses: reach, or a task "
                    "plugin (entry-point group mbpo_ros.tasks) taking a 3-D goal point; its settings are reach.*")
+    goal_source: str = _p("topic", "where each episode's goal comes from: topic (the goal topic: twin_node or "
+                          "any external source) or task (the task draws each episode's goal, seeded by seed and the "
+                          "episode number, and the node publishes it latched on goal; train and collect only)",
+                          choices=GOAL_SOURCES)
     joint_names: list = _p(list(DEFAULT_JOINTS), "arm joints in command order; JointState is matched by name")
     position_lower: list = _p(list(DEFAULT_LOWER), "lower position limit per joint [rad]", -100.0, 100.0)
     position_upper: list = _p(list(DEFAULT_UPPER), "upper position limit per joint [rad]", -100.0, 100.0)
@@ -473,6 +478,12 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
         raise ParameterError("parameter 'learner' = remote cannot run lock-step: control never waits for the network")
     if node.learner == "remote" and not node.fleet_topic.startswith("/"):
         raise ParameterError(f"parameter 'fleet_topic' = {node.fleet_topic!r} must be absolute (start with /)")
+    if node.goal_source == "task" and node.mode == "deploy":
+        raise ParameterError("parameter 'goal_source' = task needs mode train or collect: deploy has no episodes "
+                             "and runs toward the goal published on the goal topic (goal_source:=topic)")
+    if node.goal_source == "task" and getattr(task_cls, "goal_dim", 3) != 3:
+        raise ParameterError(f"parameter 'goal_source' = task: task {node.task!r} draws goals of "
+                             f"{task_cls.goal_dim} values; agent_node publishes a 3-D goal point")
     if node.lockstep and node.mode == "deploy":
         raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
     return AgentSettings(node=node, cfg=cfg, reach=reach, values=dict(values))
@@ -491,7 +502,7 @@ def controller_config(settings: AgentSettings) -> ControllerConfig:
         allow_extra_joints=p.allow_extra_joints, bounds=Bounds(p.max_abs_position, p.max_abs_velocity,
                                                                p.max_abs_cartesian),
         max_stamp_ahead=p.max_stamp_ahead, max_clock_step=p.max_clock_step,
-        estop_on_foreign_publisher=p.estop_on_foreign_publisher, seed=settings.cfg.seed)
+        estop_on_foreign_publisher=p.estop_on_foreign_publisher, seed=settings.cfg.seed, goal_source=p.goal_source)
 
 
 # --------------------------------------------------------------------------- ROS side

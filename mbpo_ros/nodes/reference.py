@@ -53,7 +53,11 @@ INTERFACE: tuple[Endpoint, ...] = (
              "part of the observation; covered by the watchdog; frame_id must be base_frame; not subscribed "
              "with robot_model (forward kinematics instead)"),
     Endpoint("agent_node", "subscribes", "/goal", "geometry_msgs/msg/PointStamped",
-             "task goal; reliable, transient local (a goal latched before the agent starts counts)"),
+             "task goal; reliable, transient local (a goal latched before the agent starts counts); "
+             "goal_source topic (the default)"),
+    Endpoint("agent_node", "publishes", "/episode", "std_msgs/msg/String",
+             "one JSON object per episode start and end (index, env steps, stamp, goal; steps, return, success, "
+             "final distance, reason); reliable, depth 50; none in deploy mode"),
     Endpoint("agent_node", "publishes", "/arm_controller/commands", "std_msgs/msg/Float64MultiArray",
              "command_topic, reliable; clipped and rate-limited (command_type multi_array)"),
     Endpoint("agent_node", "publishes", "/diagnostics", "diagnostic_msgs/msg/DiagnosticArray",
@@ -66,6 +70,9 @@ INTERFACE: tuple[Endpoint, ...] = (
              "true pauses learning (control goes on)"),
     Endpoint("agent_node", "client", "/twin_node/reset", "std_srvs/srv/Trigger",
              "reset_service; empty on a real arm (drive home instead)"),
+    Endpoint("agent_node (goal_source:=task)", "publishes", "/goal", "geometry_msgs/msg/PointStamped",
+             "each episode's goal drawn by the task, in base_frame, at the episode's start; reliable, transient "
+             "local, depth 1 (instead of subscribing /goal)"),
     Endpoint("agent_node (learner:=remote)", "publishes", "/mbpo_fleet/transitions", "std_msgs/msg/UInt8MultiArray",
              "fleet_topic: transitions (arm id, stream, sequence numbers) and a HEAD frame per second "
              "(learner/wire.py); reliable"),
