@@ -499,7 +499,13 @@ def arm_graph(args: ArmArgs) -> list[NodeSpec]:
     elif split_names(args.joint_names):
         params["joint_names"] = split_names(args.joint_names)
     if args.limits:
-        params.update(limits_file_parameters(args.limits))
+        limits = limits_file_parameters(args.limits)
+        joints = params.get("joint_names")
+        for name, value in limits.items():
+            if joints and isinstance(value, list) and len(value) != len(joints):
+                raise ValueError(f"limits file {args.limits}: {name} has {len(value)} values, the arm has "
+                                 f"{len(joints)} joints {joints}")
+        params.update(limits)
     params.update({
         "mode": args.mode,
         "task": args.task,

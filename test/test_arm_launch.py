@@ -236,6 +236,21 @@ def test_a_limits_file_sets_only_limits_and_wins_over_the_model(workdir, monkeyp
     assert limited.parameters["position_upper"] == [3.0] * 6
 
 
+def test_a_limits_file_for_another_number_of_joints_is_refused(workdir, monkeypatch, tmp_path):
+    seven = tmp_path / "panda_limits.yaml"
+    seven.write_text("/**/agent_node:\n  ros__parameters:\n    velocity_limits: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]\n")
+    with pytest.raises(ValueError, match=r"velocity_limits has 7 values, the arm has 6 joints \['shoulder_pan_joint'"):
+        specs_for("train", workdir, monkeypatch, limits=str(seven))
+
+
+def test_train_with_a_checkpoint_resumes_its_run(workdir, monkeypatch, tmp_path):
+    (tmp_path / "runs" / "old" / "checkpoint").mkdir(parents=True)
+    (agent,) = specs_for("train", workdir, monkeypatch, run_dir="", checkpoint=str(tmp_path / "runs/old/checkpoint"))
+    assert agent.parameters["run_dir"] == str(tmp_path / "runs" / "old") and "checkpoint" not in agent.parameters
+    with pytest.raises(ValueError, match=r"is not in run_dir = 'runs/ur5e-real'"):
+        specs_for("train", workdir, monkeypatch, checkpoint=str(tmp_path / "runs/old/checkpoint"))
+
+
 def test_joint_names_pick_the_models_joints_in_the_controllers_order(workdir, monkeypatch):
     order = ["wrist_3_joint", *UR5E_JOINTS[:5]]
     (agent,) = specs_for("train", workdir, monkeypatch, joint_names=",".join(order))
