@@ -13,8 +13,9 @@ end-effector position from the joint states with its forward kinematics, and tak
 limits, home pose and goal box from it. Commands go to `command_topic` (Float64MultiArray
 velocities, default forward_velocity_controller/commands) or, with command_type:=trajectory, to
 `trajectory_topic` (JointTrajectory); joint states are matched by name. Between episodes the arm
-drives back to its home pose (`reset_service` empty). `limits` is a params file with stricter
-limits. The agent's safety layer (limits, rate limit, watchdog, e-stop service ~/estop) is always
+drives back to its home pose (`reset_service` empty); in train and collect the task draws each
+episode's goal and the agent publishes it on `goal` (`goal_source` task; deploy reads `goal`).
+`limits` is a params file with stricter limits. The agent's safety layer (limits, rate limit, watchdog, e-stop service ~/estop) is always
 on. Arguments and node description come from mbpo_ros/graph.py (ArmArgs, arm_graph);
 deploy.launch.py is this file in mode deploy with fewer arguments.
 """

@@ -224,6 +224,9 @@ class ArmArgs:
                                    "(a gripper); false rejects them")
     reset_service: str = arg("", "std_srvs/Trigger service that resets the arm between episodes (a simulator's); "
                              "empty = drive back to the home pose under the same limits")
+    goal_source: str = arg("", "where each episode's goal comes from: task (the agent draws it inside the arm's goal "
+                           "box and publishes it latched on goal) or topic (an external source publishes on goal); "
+                           "empty = task in train and collect, topic in deploy (which has no episodes)")
     config: str = same_as(DeployArgs, "config")
     limits: str = arg("", "params file (keyed /**/agent_node:) with the arm's limits, applied over robot's and "
                       "config's: " + ", ".join(LIMIT_PARAMETERS) + " (per joint, command order); empty = none")
@@ -490,6 +493,14 @@ def arm_graph(args: ArmArgs) -> list[NodeSpec]:
         raise ValueError(f"learner = {args.learner!r} must be local or remote")
     if args.learner == "remote" and args.mode != "train":
         raise ValueError(f"learner:=remote needs mode:=train (mode {args.mode} does not learn)")
+    from mbpo_ros.control.episodes import GOAL_SOURCES
+
+    goal_source = args.goal_source or ("topic" if args.mode == "deploy" else "task")
+    if goal_source not in GOAL_SOURCES:
+        raise ValueError(f"goal_source = {args.goal_source!r} must be one of {', '.join(GOAL_SOURCES)} (or empty)")
+    if goal_source == "task" and args.mode == "deploy":
+        raise ValueError("goal_source:=task needs mode:=train or collect: deploy has no episodes and runs toward the "
+                         "goal published on goal (goal_source:=topic)")
     namespace = check_namespace(args.namespace)
     run_dir = str(Path(args.run_dir).expanduser().resolve()) if args.run_dir else ""
     params: dict[str, Any] = {}
@@ -517,6 +528,7 @@ def arm_graph(args: ArmArgs) -> list[NodeSpec]:
         "seed": int(args.seed),
         "reset_service": args.reset_service,
         "allow_extra_joints": bool(args.allow_extra_joints),
+        "goal_source": goal_source,
     })
     if args.mode == "deploy":
         if not args.checkpoint:
@@ -555,11 +567,11 @@ def arm_graph(args: ArmArgs) -> list[NodeSpec]:
 
 def deploy_graph(args: DeployArgs) -> list[NodeSpec]:
     """deploy.launch.py: :func:`arm_graph` in mode deploy (DeployArgs are a subset of ArmArgs). The
-    parameters of ArmArgs that deploy.launch.py does not declare (task, allow_extra_joints) stay the
-    config file's."""
+    parameters of ArmArgs that deploy.launch.py does not declare (task, allow_extra_joints, goal_source)
+    stay the config file's."""
     (agent,) = arm_graph(ArmArgs(mode="deploy", **dataclasses.asdict(args)))
-    declared = {f.name for f in dataclasses.fields(DeployArgs)}
-    params = {k: v for k, v in agent.parameters.items() if k not in ("task", "allow_extra_joints") or k in declared}
+    own = ("task", "allow_extra_joints", "goal_source")
+    params = {k: v for k, v in agent.parameters.items() if k not in own}
     return [dataclasses.replace(agent, parameters=params)]
 
 

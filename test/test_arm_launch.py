@@ -13,6 +13,7 @@ by the README's own `mbpo-ros gym` command (shortened to 120 steps).
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shlex
 import subprocess
@@ -122,14 +123,15 @@ class StandInArm:
 
 class ArmProbe:
     """Listens like an operator would: the arm's joint states (by name), what reaches the controller's
-    command topic; publishes a latched goal the way an external goal source does."""
+    command topic, the goals on `goal` and the announcements on `episode`; with ``goal``, publishes a
+    latched goal the way an external goal source does."""
 
     def __init__(self, ctx, goal=None) -> None:
         import rclpy
         from geometry_msgs.msg import PointStamped
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from sensor_msgs.msg import JointState
-        from std_msgs.msg import Float64MultiArray
+        from std_msgs.msg import Float64MultiArray, String
 
         self.node = rclpy.create_node("arm_probe", context=ctx)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
@@ -145,9 +147,14 @@ class ArmProbe:
         self.node.create_subscription(Float64MultiArray, graph.AGENT_COMMAND_TOPIC,
                                       lambda _m: setattr(self, "default_topic_commands",
                                                          self.default_topic_commands + 1), 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.goals: list[tuple[np.ndarray, str]] = []
+        self.events: list[dict] = []
+        self.node.create_subscription(PointStamped, "goal", lambda m: self.goals.append(
+            (np.array([m.point.x, m.point.y, m.point.z]), m.header.frame_id)), latched)
+        self.node.create_subscription(String, "episode", lambda m: self.events.append(json.loads(m.data)),
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         if goal is not None:
-            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self.goal_pub = self.node.create_publisher(PointStamped, "goal", latched)
             msg = PointStamped()
             msg.header.frame_id = "base_link"
@@ -197,6 +204,7 @@ def test_readme_commands_build_the_agent_a_real_ur5e_needs(workdir, monkeypatch)
         assert p["joint_names"] == list(UR5E_JOINTS) and p["allow_extra_joints"] is True
         assert p["robot_model"] == str(workdir / "ur5e.urdf") and p["ee_body"] == "tool0"
         assert p["reset_service"] == "", "a real arm drives home between episodes"
+        assert p["goal_source"] == ("topic" if mode == "deploy" else "task")
         assert dict(agent.remappings)[graph.AGENT_COMMAND_TOPIC] == graph.FORWARD_VELOCITY_TOPIC
         assert agent.shutdown_grace == graph.SHUTDOWN_GRACE_S
     (collect,) = specs_for("collect", workdir, monkeypatch)
@@ -216,6 +224,8 @@ def test_readme_commands_build_the_agent_a_real_ur5e_needs(workdir, monkeypatch)
     ({"limits": "ur5e.urdf"}, r"^params file .*ur5e.urdf"),
     ({"robot": "ur10e.urdf"}, r"ur10e.urdf"),
     ({"control_rate": "0"}, r"^control_rate = 0.0 Hz must be positive$"),
+    ({"goal_source": "rviz"}, r"^goal_source = 'rviz' must be one of topic, task \(or empty\)$"),
+    ({"mode": "deploy", "checkpoint": "ck", "goal_source": "task"}, r"^goal_source:=task needs mode:=train or collect"),
 ])
 def test_bad_arguments_are_refused_in_one_line(workdir, monkeypatch, extra, message):
     with pytest.raises(ValueError, match=message) as info:
@@ -264,8 +274,10 @@ def test_deploy_launch_is_arm_launch_in_deploy_mode():
     (deploy,) = graph.deploy_graph(graph.DeployArgs(checkpoint="ck", joint_names="a,b"))
     (arm,) = graph.arm_graph(ArmArgs(mode="deploy", checkpoint="ck", joint_names="a,b", device="cpu"))
     assert deploy.remappings == arm.remappings and deploy.params_files == arm.params_files
-    # deploy.launch.py declares no task or allow_extra_joints: those stay the config file's
-    assert {k: v for k, v in arm.parameters.items() if k not in ("task", "allow_extra_joints")} == deploy.parameters
+    # deploy.launch.py declares no task, allow_extra_joints or goal_source: those stay the config file's
+    own = ("task", "allow_extra_joints", "goal_source")
+    assert {k: v for k, v in arm.parameters.items() if k not in own} == deploy.parameters
+    assert arm.parameters["goal_source"] == "topic", "deploy has no episodes: its goal comes from the goal topic"
 
 
 # --------------------------------------------------------------------------- the commands, run
@@ -311,8 +323,9 @@ def test_readme_deploy_command_drives_the_stand_in_ur5e(workdir, gym_checkpoint,
 def test_readme_collect_command_logs_transitions_from_the_stand_in_ur5e(workdir, monkeypatch, ros_context, tmp_path):
     """mode:=collect: random actions within the README's limits file reach the controller, transitions are
     logged with the joints in command order (mapped by name from shuffled joint states with a gripper) and
-    the end effector from the model's forward kinematics; the episode ends and the arm drives to its home
-    pose, joint by joint (a wrong order could not get there)."""
+    the end effector from the model's forward kinematics; the task draws each episode's goal in the arm's
+    goal box and publishes it; the episode ends, is announced, and the arm drives to its home pose, joint
+    by joint (a wrong order could not get there), where the next episode starts with a new goal."""
     specs = specs_for("collect", workdir, monkeypatch)
     home = np.array(specs[0].parameters["reach.home_pose"])
     left = threading.Event()
@@ -323,12 +336,17 @@ def test_readme_collect_command_logs_transitions_from_the_stand_in_ur5e(workdir,
         far = np.abs(p.last_q - home).max()
         if far > 0.3:
             left.set()
-        return left.is_set() and len(p.commands) > 100 and far < 0.06
+        return left.is_set() and far < 0.06 and len(p.goals) >= 2
 
-    probe, codes, logs, reached = _run_graph(specs, tmp_path, ros_context, _goal_of(specs[0]), home_after_leaving,
-                                             60.0)
-    assert reached, f"the arm did not drive home (now {probe.last_q}, home {home})\n{logs}"
+    probe, codes, logs, reached = _run_graph(specs, tmp_path, ros_context, None, home_after_leaving, 60.0)
+    assert reached, (f"the arm did not drive home to a second goal (now {probe.last_q}, home {home}; "
+                     f"{len(probe.goals)} goals)\n{logs}")
     assert codes == {"agent_node": 0, "stand_in_arm": 0}, f"{codes}\n{logs}"
+    low, high = (np.array(specs[0].parameters[k]) for k in ("reach.goal_low", "reach.goal_high"))
+    assert all(np.all(g >= low - 1e-9) and np.all(g <= high + 1e-9) and f == "base_link" for g, f in probe.goals)
+    assert np.abs(probe.goals[0][0] - probe.goals[1][0]).max() > 1e-3, "the same goal twice"
+    ends = [e for e in probe.events if e["event"] == "end"]
+    assert ends and ends[0]["reason"] == "time_limit" and ends[0]["steps"] == 100, probe.events
     cmds = np.array(probe.commands)
     assert cmds.shape[1] == 6 and np.any(cmds != 0.0)
     limits = yaml.safe_load(readme_limits_yaml())["/**/agent_node"]["ros__parameters"]
@@ -352,8 +370,8 @@ def test_readme_collect_command_logs_transitions_from_the_stand_in_ur5e(workdir,
 def test_readme_train_command_learns_on_the_stand_in_ur5e(workdir, monkeypatch, ros_context, tmp_path):
     """mode:=train: the learner runs, transitions are logged, the final checkpoint names the UR5e."""
     specs = specs_for("train", workdir, monkeypatch)
-    probe, codes, logs, reached = _run_graph(specs, tmp_path, ros_context, _goal_of(specs[0]),
-                                             lambda p: len(p.commands) >= 200, 120.0)
+    probe, codes, logs, reached = _run_graph(specs, tmp_path, ros_context, None,
+                                             lambda p: len(p.commands) >= 200 and p.goals, 120.0)
     assert reached, f"{len(probe.commands)} commands\n{logs}"
     assert codes == {"agent_node": 0, "stand_in_arm": 0}, f"{codes}\n{logs}"
     run = workdir / "runs" / "ur5e-real"
