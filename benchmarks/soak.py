@@ -64,7 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, required=True, help="run directory (outside the source tree)")
     p.add_argument("--buffer", type=int, default=20_000, help="real replay buffer capacity (transitions)")
     p.add_argument("--domain", type=int, default=87, help="ROS_DOMAIN_ID of the soak graph")
+    p.add_argument("--summary-only", action="store_true", help="only print the summary of <run-dir>/soak.csv")
     args = p.parse_args(argv)
+    if args.summary_only:
+        with open(args.run_dir / "soak.csv", newline="") as f:
+            rows = [{**r, "t_min": float(r["t_min"]), "env_steps": int(r["env_steps"]),
+                     **{k: float(r[k]) for k in ("rss_kb", "fds", "threads", "run_dir_mb")}}
+                    for r in csv.DictReader(f)]
+        _summary(rows, args.buffer)
+        return 0
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(run_dir), real_time_factor=1.0, device="cpu"))
@@ -129,8 +137,11 @@ def _env_steps(run_dir: Path) -> int:
 def _summary(rows: list[dict], buffer: int) -> None:
     full = [r for r in rows if r["env_steps"] >= buffer]
     print(f"\nsamples: {len(rows)}; after the real buffer filled ({buffer} transitions): {len(full)}")
-    for proc in sorted({r["process"] for r in rows}):
-        rs = [r for r in full if r["process"] == proc]
+    # One line per process, told apart by pid: the agent has two children named "learner" (the
+    # trainer and multiprocessing's resource tracker), and a restarted child is another process.
+    for proc, pid in sorted({(r["process"], str(r["pid"])) for r in rows}):
+        rs = [r for r in full if r["process"] == proc and str(r["pid"]) == pid]
+        proc = f"{proc} ({pid})"
         if len(rs) < 3:
             print(f"{proc}: too few samples after the buffer filled")
             continue
@@ -138,7 +149,7 @@ def _summary(rows: list[dict], buffer: int) -> None:
         for key, unit, scale in (("rss_kb", "MB", 1 / 1024), ("fds", "fds", 1.0)):
             y = np.array([r[key] for r in rs], float) * scale
             slope = np.polyfit(t, y, 1)[0] * 10.0
-            print(f"{proc:12s} {key:7s}: {y[0]:8.1f} -> {y[-1]:8.1f} {unit} over {t[-1] - t[0]:.0f} min, "
+            print(f"{proc:20s} {key:7s}: {y[0]:8.1f} -> {y[-1]:8.1f} {unit} over {t[-1] - t[0]:.0f} min, "
                   f"slope {slope:+.2f} {unit} per 10 min")
     rs = [r for r in full if r["process"] == "agent_node"]
     if len(rs) >= 3:
