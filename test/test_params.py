@@ -259,3 +259,33 @@ def test_agent_node_refuses_a_misspelt_params_file_key_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "'sac.gama'" in proc.stderr and "did you mean 'sac.gamma'?" in proc.stderr
+
+
+@pytest.mark.ros
+def test_a_params_file_written_by_launch_ros_with_list_parameters_is_read(tmp_path, ros_domain):
+    """Regression (found running arm.launch.py robot:=ur5e.urdf under ros2 launch): launch_ros holds a launch
+    file's list parameters as tuples and writes its temporary params file with yaml.dump, so joint_names and
+    the limits carry the tag !!python/tuple; the node's own params-file check (yaml.safe_load) refused the file
+    and agent_node exited 2 before starting. The check reads such a file, and so does rcl."""
+    import rclpy
+    import yaml
+    from rclpy.parameter import Parameter
+
+    from mbpo_ros.nodes.params import agent_parameter_names, check_params_file, read_params_file
+
+    path = tmp_path / "launch_params_x"
+    with open(path, "w") as f:  # what launch_ros.actions.Node._create_params_file_from_dict writes
+        yaml.dump({"/agent_node": {"ros__parameters": {"joint_names": ("a", "b"), "position_lower": (-1.0, -2.0)}}},
+                  f, default_flow_style=False)
+    assert "!!python/tuple" in path.read_text()
+    check_params_file(str(path), "agent_node", agent_parameter_names())
+    assert read_params_file(str(path))["/agent_node"]["ros__parameters"]["joint_names"] == ["a", "b"]
+    ctx = rclpy.Context()
+    rclpy.init(args=["prog", "--ros-args", "--params-file", str(path)], context=ctx, domain_id=ros_domain)
+    try:
+        node = rclpy.create_node("agent_node", context=ctx)
+        assert list(node.declare_parameter("joint_names", Parameter.Type.STRING_ARRAY).value) == ["a", "b"]
+        assert list(node.declare_parameter("position_lower", Parameter.Type.DOUBLE_ARRAY).value) == [-1.0, -2.0]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)

@@ -80,14 +80,24 @@ def unknown_parameter(name: str, known: Sequence[str], where: str) -> ParameterE
     return ParameterError(f"parameter '{name}' in {where} is not a parameter of this node{hint}")
 
 
-def read_params_file(path: str) -> dict[str, Any]:
-    """A ROS 2 params file parsed (yaml.safe_load); ParameterError with the file, line and problem
-    for a syntax error, a missing file or a document that is not a mapping."""
-    import yaml
+class ParamsFileLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads ``!!python/tuple`` as a list. launch_ros holds a launch file's list
+    parameters as tuples and writes them with yaml.dump into the temporary params file it passes to the
+    node (``--params-file /tmp/launch_params_...``), so under ``ros2 launch`` every list parameter
+    (joint_names, limits) carries that tag; rcl reads it as a sequence."""
 
+
+ParamsFileLoader.add_constructor("tag:yaml.org,2002:python/tuple",
+                                 lambda loader, node: loader.construct_sequence(node))
+
+
+def read_params_file(path: str) -> dict[str, Any]:
+    """A ROS 2 params file parsed (yaml.safe_load, and the tuples of launch_ros's files as lists);
+    ParameterError with the file, line and problem for a syntax error, a missing file or a document
+    that is not a mapping."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
+            doc = yaml.load(f, Loader=ParamsFileLoader)  # noqa: S506 - a SafeLoader subclass
     except OSError as exc:
         raise ParameterError(f"params file {path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
