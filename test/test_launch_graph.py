@@ -88,3 +88,71 @@ def test_train_launch_graph_runs_and_checkpoints_on_shutdown(ros_domain, run_dir
     # After launch shut the graph down (SIGINT), the agent has written its final checkpoint and the log.
     assert (run_dir / "checkpoint").is_dir(), f"no final checkpoint in {run_dir}"
     assert (run_dir / "transitions" / "metadata.yaml").is_file(), f"no transition log (rosbag2 directory) in {run_dir}"
+
+
+ARM_LAUNCH = Path(__file__).resolve().parents[1] / "launch" / "arm.launch.py"
+STAND_IN_ARM = Path(__file__).resolve().parent / "stand_in_arm.py"
+
+
+@pytest.fixture
+def ur5e_user_dir(tmp_path, monkeypatch) -> Path:
+    """The working directory of the README's real-arm commands: ur5e.urdf and ur5e_limits.yaml in it."""
+    from arm_urdf import ur5e_urdf
+    from test_arm_launch import readme_limits_yaml
+
+    ur5e_urdf(tmp_path / "ur5e.urdf")
+    (tmp_path / "ur5e_limits.yaml").write_text(readme_limits_yaml())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@launch_pytest.fixture
+def arm_collect_ld(ros_domain, ur5e_user_dir):
+    """The README's `arm.launch.py mode:=collect ...` command, as written, beside the stand-in UR5e."""
+    import sys
+
+    from launch.actions import ExecuteProcess
+    from test_arm_launch import arm_commands
+
+    return launch.LaunchDescription([
+        ExecuteProcess(cmd=[sys.executable, str(STAND_IN_ARM)], output="screen"),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(ARM_LAUNCH)),
+                                 launch_arguments=arm_commands()["collect"].items()),
+        launch_pytest.actions.ReadyToTest(),
+    ])
+
+
+def _arm_commands(domain_id: int, seconds: float) -> list[list[float]]:
+    import rclpy
+    from std_msgs.msg import Float64MultiArray
+
+    got: list[list[float]] = []
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    try:
+        node = rclpy.create_node("launch_probe", context=ctx)
+        node.create_subscription(Float64MultiArray, "/forward_velocity_controller/commands",
+                                 lambda m: got.append(list(m.data)), 50)
+        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and sum(any(v != 0.0 for v in c) for c in got) < 40:
+            executor.spin_once(timeout_sec=0.1)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+    return got
+
+
+@pytest.mark.launch(fixture=arm_collect_ld)
+def test_arm_launch_collects_from_the_stand_in_ur5e(ros_domain, ur5e_user_dir):
+    got: list[list[float]] = []
+    worker = threading.Thread(target=lambda: got.extend(_arm_commands(ros_domain, 60.0)))
+    worker.start()
+    worker.join()
+    moving = [c for c in got if any(v != 0.0 for v in c)]
+    assert len(moving) >= 40, f"{len(got)} commands ({len(moving)} non-zero) on forward_velocity_controller/commands"
+    assert all(len(c) == 6 and max(abs(v) for v in c) <= 1.2 for c in got), "6 joints, within the limits file"
+    yield
+    run = ur5e_user_dir / "runs" / "ur5e-collect"
+    assert (run / "transitions" / "metadata.yaml").is_file(), f"no transition log (rosbag2 directory) in {run}"
