@@ -13,7 +13,10 @@ joint_trajectory_controller/joint_trajectory; pick the interface in the YAML). T
 `joint_states_topic` are relative, so they resolve in `namespace` (/arm1/joint_states,
 /arm1/forward_velocity_controller/commands, ...); give an absolute name to leave it. The safety
 layer of the agent (limits, rate limit, watchdog, e-stop service ~/estop) is always on.
-Arguments and node description come from mbpo_ros/graph.py (DeployArgs, deploy_graph).
+Arguments and node description come from mbpo_ros/graph.py (DeployArgs, deploy_graph): this is
+arm.launch.py mode:=deploy (graph.arm_graph) with fewer arguments, kept for existing commands;
+arm.launch.py adds robot (forward kinematics, joints and limits from the arm model), limits,
+allow_extra_joints and the other modes (train, collect).
 """
 
 from launch import LaunchDescription
