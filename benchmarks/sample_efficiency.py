@@ -11,7 +11,11 @@ Every algorithm learns on ``mbpo_ros/ArmReach-v0`` (the 6-joint twin, 3 cm succe
 the deterministic policy on 50 fixed episodes (``reset(seed=10_000 + k)``, k = 0..49), success =
 the end effector within 3 cm of the goal at the episode's last step.
 
-- ``mbpo``: :class:`mbpo_ros.core.trainer.MBPO` with ``preset("reach")`` (plus ``--set`` overrides).
+- ``mbpo``: :class:`mbpo_ros.core.trainer.MBPO` with ``preset("reach")`` (plus ``--set`` overrides),
+  without the preset's wall-clock cap per retrain (``mbpo.max_model_train_seconds`` 0; the
+  ``max_model_updates`` bound stays): a run counts steps, so a seed's curve must not depend on the
+  machine's load (with the cap, seed 0 measured 60 % at 2,500 steps in one run and 0 % in another
+  under load 6).
 - ``sac``: the package's own SAC (core/sac.py) through the same MBPO loop with real data only
   (``mbpo.real_ratio = 1``: no model is trained, no rollouts), tuned as in test_sim_sac_baseline.py:
   2x128, lr 1e-3, gamma 0.95, target entropy -6, one update per env step after 1,000 random steps, no
@@ -81,6 +85,9 @@ def _config(algo: str, overrides: dict, seed: int):
     from mbpo_ros.core.config import preset, unflatten, validate
 
     cfg = preset("reach")
+    # Steps, not seconds: the preset's wall-clock cap per ensemble retrain (a robot-time bound) would
+    # cut retrains short on a loaded machine and make a seed's curve depend on the load.
+    cfg.mbpo.max_model_train_seconds = 0.0
     if algo == "sac":
         cfg = unflatten(SAC_SETTINGS, cfg)
     cfg = unflatten(overrides, cfg)

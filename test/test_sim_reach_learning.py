@@ -44,6 +44,7 @@ def test_mbpo_reach_preset_learns_reach_within_3000_steps(one_torch_thread):
 
     cfg = preset("reach")
     cfg.seed, cfg.device = 0, "cpu"
+    cfg.mbpo.max_model_train_seconds = 0.0  # as the benchmark: steps, not seconds (no load dependence)
     task = get_task("reach")
     agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
     env = gym.make("mbpo_ros/ArmReach-v0")
