@@ -41,10 +41,15 @@ def main() -> int:
     parser.add_argument("--arms", default="reacher,arm6,pusher")
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each training run (default 1)")
     parser.add_argument("--out", default="", help="keep the runs here (default: a temporary directory)")
     args = parser.parse_args()
 
+    import torch
+
     from mbpo_ros import sim_eval
+
+    torch.set_num_threads(args.threads)
 
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="arm_reach-"))
     rows = []
@@ -55,13 +60,16 @@ def main() -> int:
         run = out_root / arm
         t0 = time.monotonic()
         cmd = [sys.executable, "-m", "mbpo_ros.cli", "gym", "--env", "mbpo_ros/ArmReach-v0", *ARMS[arm](),
-               "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--quiet",
+               "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--threads", str(args.threads),
                "--no-tensorboard", "--eval-episodes", "1"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        print(f"{arm}: training {args.steps} steps into {run} (progress on stderr)", file=sys.stderr, flush=True)
+        # The child's progress bar goes to our stderr (every 30 s when not a terminal), its errors too.
+        proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
         minutes = (time.monotonic() - t0) / 60
         if proc.returncode != 0:
-            print(f"{arm}: training failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            print(f"{arm}: training failed (exit {proc.returncode}, its error is above)", file=sys.stderr)
             return 1
+        print(f"{arm}: trained in {minutes:.1f} min; evaluating {args.episodes} episodes", file=sys.stderr, flush=True)
         kw = sim_eval.env_kwargs_for(sim_eval.read_identity(run / "checkpoint"))
         env = sim_eval.make_env(**kw)
         trained = sim_eval.evaluate(sim_eval.load_policy(run / "checkpoint"), args.episodes, args.seed, env)
