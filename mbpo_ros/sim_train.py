@@ -248,9 +248,12 @@ def run(args: argparse.Namespace) -> int:
             out, done = _prepare(args)
             if (args.servo or args.ee_body) and not args.robot:
                 raise ValueError("--servo and --ee-body apply to --robot FILE")
-            from mbpo_ros.nodes.params import agent_task_class
+            from mbpo_ros.nodes.params import agent_task_class, check_task_goals
 
-            agent_task_class(args.task)  # an unknown task, or one the agent cannot run, is refused here
+            # an unknown task, or one whose goal the twin's goal topic cannot give, is refused here
+            check_task_goals(agent_task_class(args.task), "topic", "train",
+                             fix=f"train it on the twin in-process: mbpo-ros gym --env mbpo_ros/ArmReach-v0 "
+                                 f"--task {args.task}")
             specs = graph.train_graph(graph.TrainArgs(
                 config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
                 device=args.device, run_dir=str(Path(out).resolve()), seed=args.seed, robot=args.robot,

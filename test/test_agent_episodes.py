@@ -169,3 +169,52 @@ def test_an_external_goal_source_follows_the_announcements(tmp_path, ros_context
         assert s["goal_source"] == "topic"
         np.testing.assert_allclose(s["goal"], goal, atol=1e-9)
     assert "no new goal" not in agent.output()
+
+
+def test_track_with_task_goals_publishes_its_moving_target_and_observes_it(tmp_path, ros_context):
+    """Issue 12: agent_node ran only tasks whose goal is a fixed point. With task track and goal_source task it
+    publishes the target's current point on goal as it moves along the episode's circle, and every logged
+    transition observes the target of its joint state (stamped alike)."""
+    from mbpo_ros.core.track import TrackTask
+    from mbpo_ros.io.transition_log import read_transitions
+
+    robot = FakeRobot(ros_context)
+    robot.publish_goal = False
+    robot.node.destroy_publisher(robot.goal_pub)
+    listener = Listener(robot)
+    stamps: dict[int, np.ndarray] = {}
+    from geometry_msgs.msg import PointStamped
+
+    robot.node.create_subscription(PointStamped, "/goal", lambda m: stamps.__setitem__(
+        m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec, np.array([m.point.x, m.point.y, m.point.z])),
+        listener.latched)
+    agent = AgentProcess(tmp_path, {**BASE, "task": "track", "goal_source": "task", "seed": 2, "log_transitions": True,
+                                    "reach.episode_seconds": 1.0, "run_dir": str(tmp_path / "run")})
+    try:
+        robot.start_publishing(100.0)
+        assert listener.wait(lambda s: any(e["event"] == "end" for e in s.events), timeout=25), agent.output()[-3000:]
+        with listener.lock:
+            start = next(e for e in listener.events if e["event"] == "start")
+            points = [g for g, _ in listener.goals]
+            by_stamp = dict(stamps)
+    finally:
+        robot.close()
+        assert agent.stop() == 0, agent.output()[-3000:]
+    task, r = TrackTask(), TrackTask().cfg.radius
+    goal = np.array(start["task_goal"])
+    assert goal.shape == (5,) and start["goal_source"] == "task"
+    pts = np.array(points[:40])
+    assert len(pts) >= 20, "the moving target is published every control step"
+    np.testing.assert_allclose(np.linalg.norm(pts[:, :2] - goal[:2], axis=1), r, atol=1e-9)
+    assert np.max(np.linalg.norm(pts - pts[0], axis=1)) > 0.2 * r, "different points within one episode"
+    log = read_transitions(tmp_path / "run" / "transitions")
+    first = log["episode"] == start["episode"]
+    assert first.sum() == 50, log["episode"]
+    matched = 0
+    for next_obs, stamp_ns in zip(log["next_obs"][first], log["stamp_ns"][first]):
+        assert next_obs.shape == (task.obs_dim,)
+        np.testing.assert_allclose(np.linalg.norm(next_obs[15:17] - goal[:2]), r, atol=1e-5)  # on the circle
+        if int(stamp_ns) in by_stamp:
+            np.testing.assert_allclose(next_obs[15:18], by_stamp[int(stamp_ns)], atol=1e-6)
+            matched += 1
+    assert matched >= 25, matched

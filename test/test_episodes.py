@@ -28,6 +28,7 @@ from mbpo_ros.control import (
 )
 from mbpo_ros.control.episodes import end_record, start_record, to_json
 from mbpo_ros.core.reach import ReachConfig, ReachTask
+from mbpo_ros.core.track import TrackConfig, TrackTask
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -67,11 +68,25 @@ def test_task_goals_lie_in_the_goal_box_and_change_every_episode(low, size, seed
         assert not np.array_equal(g, g_next)
 
 
-def test_task_goals_refuse_a_goal_that_is_not_a_point():
-    from mbpo_ros.core.track import TrackTask
+def test_task_goals_of_a_moving_target_are_the_tasks_own_functions():
+    """Track's goal is a circle (centre, phase, direction); its current value is `task.target` (position and
+    velocity): TaskGoals draws and places with the task's own functions, nothing re-derived."""
+    task = TrackTask()
+    goals = TaskGoals(task, 4)
+    g = goals.goal(2)
+    np.testing.assert_array_equal(g, task.sample_goal(np.random.default_rng([4, 2])))
+    assert g.shape == (5,)
+    for t in (0.0, 0.05, 1.3, 100.0):
+        np.testing.assert_array_equal(goals.target(g, t), task.target(g, t))
 
-    with pytest.raises(ValueError, match="3-D point"):
-        TaskGoals(TrackTask(), 0)
+    class Broken(TrackTask):  # a plugin whose target is not the size it declares: refused at start
+        name = "broken"
+
+        def target(self, goal, t):
+            return super().target(goal, t)[:3]
+
+    with pytest.raises(ValueError, match="not 6 finite values"):
+        TaskGoals(Broken(), 0)
 
 
 def test_task_goal_source_is_refused_in_deploy_mode():
@@ -257,11 +272,12 @@ def test_announcements_are_one_line_of_strict_json():
                                 "return": -12.5, "success": False, "final_distance": None, "reason": "estop"}
 
 
-def _property_controller(cfg: dict, goal_source: str) -> Controller:
+def _property_controller(cfg: dict, goal_source: str, task=None) -> Controller:
     from test_control_properties import _controller
 
     ctrl = _controller(cfg)
-    return Controller(ControllerConfig(**{**ctrl.cfg.__dict__, "goal_source": goal_source}), ctrl.task, ctrl.learner)
+    return Controller(ControllerConfig(**{**ctrl.cfg.__dict__, "goal_source": goal_source}),
+                      task if task is not None else ctrl.task, ctrl.learner)
 
 
 from test_control_properties import ALL_EVENTS, CONFIG, _start_q, drive  # noqa: E402
@@ -293,3 +309,140 @@ def test_starts_and_ends_alternate_with_matching_indices_whatever_arrives(cfg, e
             if goal_source == "task":
                 assert np.all(goal >= BOX_LOW) and np.all(goal <= BOX_HIGH)
     assert open_ep == (expected if ctrl.episode_open else None)
+
+
+# ----------------------------------------------------------------------------------------- a moving target (track)
+
+T_POS, T_VEL = slice(15, 18), slice(21, 24)  # Track's observation for 6 joints: target position, target velocity
+
+
+def _observed_target(obs: np.ndarray) -> np.ndarray:
+    return np.concatenate([obs[T_POS], obs[T_VEL]])
+
+
+def _track_controller(episode_seconds: float = 1.0, **overrides) -> Controller:
+    task = TrackTask(TrackConfig(episode_seconds=episode_seconds, control_rate=1.0 / PERIOD, radius=0.05, speed=0.1),
+                     n_joints=6)
+    kw = {"limits": JointLimits(JOINTS, LOWER, UPPER, VELOCITY), "period": PERIOD, "mode": "collect",
+          "reset_via_service": False, "reset_timeout": 5.0, "home_tolerance": 0.05, "max_velocity_step": 0.2,
+          "state_timeout": 0.3, "goal_source": "task", "seed": 3, **overrides}
+    return Controller(ControllerConfig(**kw), task, None)
+
+
+def _check_track_episodes(ctrl: Controller, cmds) -> dict[int, list[np.ndarray]]:
+    """Every observation holds `task.target(task_goal, t)` at its state's episode time t (stamp minus the episode's
+    first stamp), t never goes back within an episode, and every published point is the target at its stamp.
+    Returns the published points per episode."""
+    task, start, last_t = ctrl.task, None, 0.0
+    published: dict[int, list[np.ndarray]] = {}
+    for c in cmds:
+        if c.started is not None:
+            start, last_t = c.started, 0.0
+            assert c.goal is not None, "an episode's first target point is published with its start"
+            np.testing.assert_array_equal(start.goal, task.target(start.task_goal, 0.0)[:3])
+        tr = c.transition
+        if tr is not None:
+            t0, t1 = ((ns - start.origin_ns) * 1e-9 for ns in (tr.start_stamp_ns, tr.stamp_ns))
+            assert 0.0 <= last_t <= t0 < t1, (last_t, t0, t1)  # the episode's time never goes back
+            last_t = t1
+            np.testing.assert_allclose(_observed_target(tr.obs), task.target(start.task_goal, t0), atol=1e-6)
+            np.testing.assert_allclose(_observed_target(tr.next_obs), task.target(start.task_goal, t1), atol=1e-6)
+        if c.goal is not None:
+            point, stamp_ns = c.goal
+            np.testing.assert_array_equal(point, task.target(start.task_goal, (stamp_ns - start.origin_ns) * 1e-9)[:3])
+            published.setdefault(start.index, []).append(point)
+    return published
+
+
+def test_track_observes_its_moving_target_at_the_episode_time_of_each_joint_state():
+    """goal_source task with Track on a real arm: each step observes the target where the task's own function puts
+    it at the joint state's episode time, and the current point is handed out (every step: it moves) on the circle."""
+    ctrl = _track_controller()
+    arm = Arm(ctrl)
+    cmds = []
+    rng = np.random.default_rng(0)
+    for _ in range(140):  # irregular state arrival: the stamps, not the control steps, are the episode's time
+        arm.publish()
+        cmds.append(arm.step(PERIOD * rng.uniform(0.6, 1.4)))
+    starts, ends = _episodes(cmds)
+    assert len(starts) >= 2 and ends and all(e.reason is EndReason.TIME_LIMIT for e in ends)
+    published = _check_track_episodes(ctrl, cmds)
+    for s in starts[:2]:
+        points = np.array(published[s.index])
+        centre, r = s.task_goal[:3], ctrl.task.cfg.radius
+        assert len(points) == ctrl.task.cfg.steps_per_episode + 1  # one per observation: the target moves
+        np.testing.assert_allclose(np.linalg.norm(points[:, :2] - centre[:2], axis=1), r, atol=1e-9)
+        np.testing.assert_allclose(points[:, 2], centre[2], atol=1e-12)
+        assert np.linalg.norm(points[-1] - points[0]) > 0.5 * r, "the target moved along its circle"
+    assert not np.allclose(starts[0].task_goal, starts[1].task_goal), "a new circle per episode"
+
+
+def test_reach_with_task_goals_publishes_its_point_once_per_episode():
+    """A fixed goal (Reach) is handed out at the episode's start and not again until the next episode."""
+    ctrl, _ = make_controller(episode_seconds=0.5, reset_timeout=5.0, home_tolerance=0.05, goal_source="task")
+    cmds = _run(Arm(ctrl), 200)
+    starts, _ = _episodes(cmds)
+    sent = [c.goal for c in cmds if c.goal is not None]
+    assert len(starts) >= 2 and len(sent) == len(starts)
+    for (point, _), s in zip(sent, starts):
+        np.testing.assert_array_equal(point, s.goal)
+
+
+@settings(max_examples=max(20, settings().max_examples // 4))
+@given(jitter=st.lists(st.floats(-0.02, 0.02), min_size=60, max_size=60), lockstep=st.booleans())
+def test_track_observations_depend_on_the_stamps_only_not_on_the_nodes_clock(jitter, lockstep):
+    """Determinism (a lock-step twin run): the same joint states give the same observations and transitions,
+    whenever the control steps ran on the node's clock."""
+    runs = []
+    for offsets in (np.zeros(60), np.array(jitter)):
+        ctrl = _track_controller(lockstep=lockstep, max_clock_step=1.0)
+        q, out = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), []
+        for k in range(60):
+            stamp = 50.0 + k * PERIOD
+            now = stamp + 0.01 + float(offsets[k])
+            ctrl.inputs.on_joint_state(JOINTS, q, np.zeros(6), int(round(stamp * 1e9)), now)
+            ctrl.inputs.on_ee_pose((0.3, 0.0, 0.3), int(round(stamp * 1e9)), now)
+            cmd = ctrl.step(ctrl.inputs.snapshot(wall=now), now)
+            out.append(cmd)
+        runs.append([(c.transition.obs, c.transition.next_obs) for c in out if c.transition is not None])
+    assert len(runs[0]) > 10 and len(runs[0]) == len(runs[1])
+    for (o0, n0), (o1, n1) in zip(*runs):
+        np.testing.assert_array_equal(o0, o1)
+        np.testing.assert_array_equal(n0, n1)
+
+
+@settings(max_examples=max(30, settings().max_examples // 4))
+@given(cfg=CONFIG, events=ALL_EVENTS)
+def test_track_target_is_the_tasks_function_at_the_episode_time_whatever_arrives(cfg, events):
+    """Hostile inputs, clock jumps, new timelines, e-stops and live changes: every observed target is
+    `task.target(drawn goal, episode time)` of its joint state, the episode time never goes back within an
+    episode, and every published point is the target at its stamp."""
+    task = TrackTask(TrackConfig(episode_seconds=1.0, control_rate=1.0 / PERIOD), n_joints=6)
+    ctrl = _property_controller(cfg, "task", task)
+    records, _ = drive(ctrl, _start_q(cfg), events)
+    _check_track_episodes(ctrl, [r.cmd for r in records])
+
+
+def test_regression_track_with_goal_source_topic_is_refused_in_one_line():
+    """Issue 12: agent_node refused Track outright ("train it on the twin in-process"). It runs now with
+    goal_source task; with goal_source topic (a fixed point) and in deploy (no episodes) it is refused, one line."""
+    from mbpo_ros.nodes.params import ParameterError, all_specs, build_settings
+
+    base = {s.name: s.default for s in all_specs()}
+    with pytest.raises(ParameterError) as info:
+        build_settings({**base, "task": "track", "goal_source": "topic"})
+    line = str(info.value)
+    assert "\n" not in line and line.startswith("parameter 'goal_source' = topic cannot run task 'track'")
+    assert "use goal_source:=task" in line
+    with pytest.raises(ParameterError, match="'mode' = deploy cannot run task 'track'.*mbpo-ros eval") as info:
+        build_settings({**base, "task": "track", "mode": "deploy", "checkpoint": "ckpt"})
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="use goal_source:=task"):
+        _track_controller(goal_source="topic")
+    from mbpo_ros.nodes.agent_learning import _refuse_moving_target
+
+    with pytest.raises(ParameterError, match="'mode' = deploy cannot run task 'track'"):  # a track checkpoint
+        _refuse_moving_target({"name": "track", "obs_dim": 24, "act_dim": 6})
+    _refuse_moving_target({"name": "reach"})
+    settings_ = build_settings({**base, "task": "track", "goal_source": "task"})  # what runs now
+    assert type(settings_.reach) is TrackConfig

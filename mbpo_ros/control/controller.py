@@ -12,7 +12,8 @@ safety case, hazard by hazard, is docs/safety.md):
 4. episode phase (`Phase`): waiting for the reset service, driving home (and, goal_source topic, for
    a goal newer than the last episode's end), settling after a reset;
 5. running: a new episode starts with the first new state (goal_source task: the task draws its
-   goal); build the transition from the previous step (only between two valid states of one
+   goal, and every step observes its current value `task.target(goal, t)`, t = the joint-state stamp
+   minus the episode's first one; the point is handed out in `Command.goal` when it changes); build the transition from the previous step (only between two valid states of one
    timeline with increasing stamps, every value finite), hand it to the learner, end the episode
    at its time limit; then choose the action (policy snapshot, or exploration) for the new state.
 
@@ -41,7 +42,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mbpo_ros.control.episodes import GOAL_SOURCES, EndReason, EpisodeStart, EpisodeSummary, TaskGoals
+from mbpo_ros.control.episodes import (
+    GOAL_SOURCES,
+    EndReason,
+    EpisodeStart,
+    EpisodeSummary,
+    TaskGoals,
+    check_goal_source,
+)
 from mbpo_ros.control.inputs import ArmState, Bounds, InputCache, Inputs, ResetStatus
 from mbpo_ros.control.safety import (
     CommandShaper,
@@ -141,6 +149,9 @@ class Command:
     transition: the transition handed to the learner in this step (None: none).
     episode: set when an episode ended in this step (announced before `started`).
     started: set when an episode began in this step (its goal is in the step's observation).
+    goal: goal_source task: (point [3] m, stamp_ns) the current target point to publish on `goal`, stamped
+        with the joint state it was computed for; set at an episode's start and whenever the point
+        changes (a moving target: every step), else None.
     call_reset: a reset request id: the node calls the reset service for it (once per id) and
         reports back through `Inputs.reset`.
     """
@@ -152,6 +163,7 @@ class Command:
     call_reset: int | None = None
     events: tuple[Event, ...] = ()
     started: EpisodeStart | None = None
+    goal: tuple[np.ndarray, int] | None = None
 
 
 class Policy(Protocol):
@@ -179,7 +191,8 @@ class _Prev:
 
 
 class Controller:
-    """The agent's decision logic (module docstring). `task` is a ReachTask (core/reach.py).
+    """The agent's decision logic (module docstring). `task` is an arm task (core/arm_task.py: Reach, Track, a
+    plugin); one whose target moves needs goal_source task and mode train or collect (check_goal_source).
 
     Thread use: `step` and `ready` from the control thread; `inputs.on_*` from the thread that
     receives messages; `set_parameter`, `note_command_publishers`, `estop` and `status` from any
@@ -199,6 +212,7 @@ class Controller:
         if cfg.goal_source == "task" and cfg.mode == "deploy":
             raise ValueError("goal_source 'task' needs mode train or collect: deploy has no episodes and runs "
                              "toward the goal published on the goal topic (goal_source topic)")
+        check_goal_source(task, cfg.goal_source, cfg.mode)
         if not cfg.lockstep and not cfg.max_clock_step > cfg.period:
             raise ValueError(f"max_clock_step = {cfg.max_clock_step} s must exceed the control period "
                              f"{cfg.period:g} s")
@@ -221,10 +235,14 @@ class Controller:
         self.estop_on_foreign_publisher = cfg.estop_on_foreign_publisher
         self.env_steps = int(env_steps)
         #: goal_source task: the task draws each episode's goal; None: goals come from the goal topic
-        self.goals = TaskGoals(task, cfg.seed) if cfg.goal_source == "task" else None
+        self.goals = TaskGoals(task, cfg.seed, int(episodes)) if cfg.goal_source == "task" else None
         self.episode_index = int(episodes)  # the current episode's number (or the next one's, between two)
         self.episode_open = False  # an episode has started and not ended yet
-        self.episode_goal: np.ndarray | None = None  # [3] the current episode's goal (goal_source task)
+        self.episode_goal: np.ndarray | None = None  # [goal_dim] the current episode's goal (goal_source task)
+        self.episode_origin_ns = 0  # goal_source task: the joint-state stamp at which the episode's time is 0
+        self.episode_time = 0.0  # goal_source task: the episode time [s] of the latest observation
+        self._goal_out: tuple[np.ndarray, int] | None = None  # the target point to publish with the next command
+        self._goal_sent: np.ndarray | None = None  # the last target point handed out for publishing
         self._started: EpisodeStart | None = None  # announced with the next command
         self._last_obs: np.ndarray | None = None  # the episode's latest observation
         self._goal_seq = 0  # seq of the latest accepted goal message (InputCache)
@@ -299,8 +317,8 @@ class Controller:
         if st.seq == self.last_cmd_seq:  # no new state since the last command
             return self._repeat(st, now, events, episode)
         if not self.episode_open and self.cfg.mode != "deploy":
-            self._open_episode(goal, now)
-        obs = self.task.observe(st.q, st.qd, ee.value, self.episode_goal if self.goals is not None else goal.value)
+            self._open_episode(goal, st, now)
+        obs = self.task.observe(st.q, st.qd, ee.value, self._task_target(st) if self.goals is not None else goal.value)
         if self.episode_open:
             self._last_obs = obs
         transition = None
@@ -341,7 +359,8 @@ class Controller:
         if values is not None:
             self.last_command = values
         started, self._started = self._started, None
-        return Command(values, reason, transition, episode, call_reset, tuple(events), started)
+        goal, self._goal_out = self._goal_out, None
+        return Command(values, reason, transition, episode, call_reset, tuple(events), started, goal)
 
     def _stop_values(self, fresh: ArmState | None, known: ArmState | None) -> np.ndarray | None:
         """Velocity: zeros. Position: hold the measured position when it is fresh, else the last target,
@@ -450,14 +469,31 @@ class Controller:
             self.env_steps += 1
         return tr
 
-    def _open_episode(self, goal, now: float) -> None:
-        """An episode begins with this step's observation: its goal drawn (goal_source task) or the latest one."""
-        if self.goals is not None:
-            self.episode_goal = self.goals.goal(self.episode_index)
+    def _open_episode(self, goal, st: ArmState, now: float) -> None:
+        """An episode begins with this step's observation (state `st`): its goal drawn (goal_source task; the
+        episode's time starts at st's stamp) or the latest one."""
         self.episode_open = True
         self.ep_steps, self.ep_return, self._last_obs = 0, 0.0, None
-        self._started = EpisodeStart(self.episode_index, self.env_steps,
-                                     (self.episode_goal if self.goals is not None else goal.value).copy(), now)
+        if self.goals is None:
+            self._started = EpisodeStart(self.episode_index, self.env_steps, goal.value.copy(), now)
+            return
+        self.episode_goal = self.goals.goal(self.episode_index)
+        self.episode_origin_ns = st.stamp_ns
+        self._goal_sent = None  # every episode publishes its first target point
+        point = self.goals.target(self.episode_goal, 0.0)[:3]
+        self._started = EpisodeStart(self.episode_index, self.env_steps, point.copy(), now,
+                                     self.episode_goal.copy(), st.stamp_ns)
+
+    def _task_target(self, st: ArmState) -> np.ndarray:
+        """goal_source task: the goal's current value for state `st` (`task.target(goal, t)`, t = episode time
+        from the joint-state stamps), and its point queued for publishing when it changed."""
+        self.episode_time = max(0.0, (st.stamp_ns - self.episode_origin_ns) * 1e-9)
+        target = self.goals.target(self.episode_goal, self.episode_time)
+        point = target[:3]
+        if self._goal_sent is None or not np.array_equal(point, self._goal_sent):
+            self._goal_sent = point.copy()
+            self._goal_out = (point.copy(), int(st.stamp_ns))
+        return target
 
     def _close_episode(self, reason: EndReason, now: float) -> EpisodeSummary:
         """The open episode ends: its summary (from its latest observation), and the next number."""

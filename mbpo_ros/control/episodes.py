@@ -11,9 +11,14 @@ Goal sources (`goal_source`, one of `GOAL_SOURCES`):
   its new goal with the reset, as twin_node does).
 - ``task``: the task draws each episode's goal itself (`TaskGoals`), when the episode starts: the
   goal of episode k is `task.sample_goal(default_rng([seed, k]))`, so it depends only on the seed and
-  the episode index (a resumed run goes on with new goals, a rerun sees the same ones). The node
-  publishes it (latched) on `goal` and does not subscribe there. Refused in deploy mode, which has no
-  episodes: it runs toward the goal an operator publishes.
+  the episode index (a resumed run goes on with new goals, a rerun sees the same ones). Each control
+  step observes the goal's current value, `task.target(goal, t)` at the episode time t = (stamp of
+  the joint state - stamp of the episode's first joint state): the timeline transitions use, so a
+  lock-step twin run is deterministic. For Reach that is the drawn point at every t; for a task
+  whose target moves (Track: a circle) it moves. The node publishes the current target point
+  (latched) on `goal` whenever it changes (Reach: once per episode; Track: every control step) and
+  does not subscribe there. Refused in deploy mode, which has no episodes: it runs toward the goal an
+  operator publishes (so a task whose target moves cannot deploy, nodes/params.py).
 
 Episodes are numbered from the count of finished episodes in the run directory (`episodes.csv`), the
 index the transition log records with each transition. An episode starts at the first control step
@@ -42,6 +47,29 @@ import numpy as np
 GOAL_SOURCES = ("topic", "task")
 
 
+def check_goal_source(task: Any, goal_source: str, mode: str, fix: str = "") -> None:
+    """Refuse (ValueError, one line starting with the parameter at fault) a task whose goal is not one fixed
+    3-D point (`core.arm_task.goal_is_fixed_point`: Track's target moves on a circle) where its goal cannot
+    come from the task: in deploy mode (no episodes: the goal is the fixed point published on `goal`), and
+    with goal_source topic (a PointStamped holds one point, not a moving target). `task`: a task or its
+    class; `fix`: the advice that ends the goal_source topic message (default: use goal_source:=task)."""
+    from mbpo_ros.core.arm_task import goal_is_fixed_point
+
+    if goal_is_fixed_point(task):
+        return
+    cls = task if isinstance(task, type) else type(task)
+    what = (f"task {cls.name!r}, whose target moves during an episode (a goal of {getattr(cls, 'goal_dim', 3)} "
+            f"values, a target of {getattr(cls, 'target_dim', 3)} at each time)")
+    if mode == "deploy":
+        raise ValueError(f"'mode' = deploy cannot run {what}: deploy has no episodes and runs toward the fixed "
+                         "point published on goal; evaluate the checkpoint on the twin with mbpo-ros eval "
+                         "--checkpoint DIR, or run the task on the arm in mode train or collect with goal_source:=task")
+    if goal_source == "topic":
+        raise ValueError(f"'goal_source' = topic cannot run {what}: the goal topic holds one fixed 3-D point; "
+                         + (fix or "use goal_source:=task (the agent draws each episode's goal and publishes the "
+                                   "moving target on goal)"))
+
+
 class EndReason(enum.Enum):
     """Why an episode ended."""
 
@@ -56,12 +84,17 @@ class EndReason(enum.Enum):
 @dataclass(frozen=True)
 class EpisodeStart:
     """An episode began. index: episode number; env_steps: env steps so far; goal [3] (m, base frame):
-    the goal of its first observation; stamp: the node's clock [s]."""
+    the goal point of its first observation; stamp: the node's clock [s]. goal_source task: task_goal
+    [goal_dim] is the goal the task drew (Track: centre, start phase, direction) and origin_ns the
+    joint-state stamp at which the episode's time is 0 (its first state): the observation at a state
+    stamped s holds `task.target(task_goal, (s - origin_ns) * 1e-9)`."""
 
     index: int
     env_steps: int
     goal: np.ndarray
     stamp: float
+    task_goal: np.ndarray | None = None
+    origin_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,29 +113,42 @@ class EpisodeSummary:
 
 
 class TaskGoals:
-    """goal_source task: each episode's goal drawn by the task (module docstring).
+    """goal_source task: each episode's goal drawn by the task, and where it is at each moment (module docstring).
 
-    `goal(index)` -> [3] float64 (m): `task.sample_goal(np.random.default_rng([seed, index]))`.
-    Raises ValueError when the task's goal is not a 3-D point (agent_node's goal is a PointStamped).
+    `goal(index)` -> [goal_dim] float64: `task.sample_goal(np.random.default_rng([seed, index]))` (Reach: a
+    point; Track: centre, start phase, direction). `target(goal, t)` -> [target_dim] float64: the task's own
+    `task.target(goal, t)`, the value the observation holds `t` seconds into the episode (Reach: the point;
+    Track: the target's position and velocity); its first 3 values are the point the agent publishes.
+    Raises ValueError (at construction already, for the first episode) when the task draws or places a goal
+    of another size than it declares, or a value that is not finite.
     """
 
-    def __init__(self, task: Any, seed: int) -> None:
-        goal_dim = int(getattr(task, "goal_dim", 3))
-        if goal_dim != 3:
-            raise ValueError(f"goal_source 'task' needs a task whose goal is a 3-D point; task "
-                             f"{getattr(task, 'name', type(task).__name__)!r} draws {goal_dim} values")
+    def __init__(self, task: Any, seed: int, first_index: int = 0) -> None:
         if int(seed) < 0:
             raise ValueError(f"seed = {seed} must be >= 0")
         self.task = task
         self.seed = int(seed)
+        self.goal_dim = int(getattr(task, "goal_dim", 3))
+        self.target_dim = int(getattr(task, "target_dim", 3))
+        if self.target_dim < 3:
+            raise ValueError(f"task {task.name!r}: target_dim = {self.target_dim}; the agent publishes the first 3 "
+                             "values of the target as a point, so a target has at least 3")
+        self.target(self.goal(first_index), 0.0)  # a plugin that does not keep its own sizes fails here, at start
 
     def goal(self, index: int) -> np.ndarray:
         g = np.asarray(self.task.sample_goal(np.random.default_rng([self.seed, int(index)])),
                        dtype=np.float64).reshape(-1)
-        if g.shape != (3,) or not np.all(np.isfinite(g)):
+        if g.shape != (self.goal_dim,) or not np.all(np.isfinite(g)):
             raise ValueError(f"task {self.task.name!r} drew the goal {g.tolist()} for episode {index}: "
-                             "not 3 finite values")
+                             f"not {self.goal_dim} finite values (its goal_dim)")
         return g
+
+    def target(self, goal: np.ndarray, t: float) -> np.ndarray:
+        v = np.asarray(self.task.target(goal, float(t)), dtype=np.float64).reshape(-1)
+        if v.shape != (self.target_dim,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"task {self.task.name!r} placed the goal {np.asarray(goal).tolist()} at "
+                             f"{v.tolist()} at t = {t:g} s: not {self.target_dim} finite values (its target_dim)")
+        return v
 
 
 def _number(x: float) -> float | None:
@@ -121,10 +167,16 @@ def _stamp(t: float) -> dict[str, int] | None:
 
 def start_record(start: EpisodeStart, frame_id: str, goal_source: str) -> dict[str, Any]:
     """The announcement of a start: {"event": "start", "episode", "env_steps", "stamp", "goal", "frame_id",
-    "goal_source"}."""
-    return {"event": "start", "episode": int(start.index), "env_steps": int(start.env_steps),
-            "stamp": _stamp(start.stamp), "goal": [_number(v) for v in start.goal], "frame_id": frame_id,
-            "goal_source": goal_source}
+    "goal_source"}, and with a goal the task drew, "task_goal" (its values: Track's centre, phase, direction)
+    and "time_origin" (the joint-state stamp at which the episode's time is 0)."""
+    out = {"event": "start", "episode": int(start.index), "env_steps": int(start.env_steps),
+           "stamp": _stamp(start.stamp), "goal": [_number(v) for v in start.goal], "frame_id": frame_id,
+           "goal_source": goal_source}
+    if start.task_goal is not None:
+        out["task_goal"] = [_number(v) for v in start.task_goal]
+        ns = start.origin_ns
+        out["time_origin"] = {"sec": int(ns) // 1_000_000_000, "nanosec": int(ns) % 1_000_000_000} if ns is not None else None
+    return out
 
 
 def end_record(end: EpisodeSummary) -> dict[str, Any]:

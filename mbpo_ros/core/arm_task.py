@@ -126,6 +126,16 @@ class ArmTask(abc.ABC):
                 "n_joints": self.n_joints, "obs_dim": self.obs_dim, "act_dim": self.act_dim}
 
 
+def goal_is_fixed_point(task: ArmTask | type[ArmTask]) -> bool:
+    """True when the task's goal is one fixed 3-D point: a 3-value goal and target (`goal_dim`, `target_dim`,
+    3 when not set) and the default `target` (the goal itself at every t). False for a task whose target
+    moves (Track: a 5-value goal, a 6-value target) or any task that overrides `target`: its goal cannot
+    come from a goal point on a topic, only from the task (`sample_goal`, then `target(goal, t)`)."""
+    cls = task if isinstance(task, type) else type(task)
+    return (int(getattr(cls, "goal_dim", 3)) == 3 and int(getattr(cls, "target_dim", 3)) == 3
+            and cls.target is ArmTask.target)
+
+
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 

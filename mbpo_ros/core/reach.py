@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mbpo_ros.core.arm_task import ArmTask
+from mbpo_ros.core.arm_task import ArmTask, goal_is_fixed_point
 from mbpo_ros.core.config import check_fields, param
 
 
@@ -227,7 +227,7 @@ class ReachTask(ArmTask):
         """Goals uniform in the goal box and the observation's goal and goal offset rewritten, as torch
         functions (see ArmTask.goal_relabelling); None for a subclass whose target moves (``target``
         overridden), where a goal relabelled at both ends of a transition would not be the task's."""
-        if type(self).target is not ArmTask.target:
+        if not goal_is_fixed_point(self):
             return None
         import torch
 

@@ -81,6 +81,19 @@ def agent_identity(p: Any) -> dict:
                           ee_site=p.ee_site)
 
 
+def _refuse_moving_target(recorded_task: dict | None) -> None:
+    """Deploy: a checkpoint of a task whose target moves (Track) is refused as that task itself would be
+    (nodes/params.py check_task_goals), whatever the node's 'task' says."""
+    from mbpo_ros.core.arm_task import get_task_class
+    from mbpo_ros.nodes.params import check_task_goals
+
+    try:
+        cls = get_task_class(str((recorded_task or {}).get("name") or ""))
+    except ValueError:  # no task recorded, or a plugin not installed here: check_task names the difference
+        return
+    check_task_goals(cls, "topic", "deploy")
+
+
 class AgentLearning:
     """Learning session, policy and records of one agent_node run (module docstring).
 
@@ -131,6 +144,7 @@ class AgentLearning:
 
                 self.policy_snapshot = load_policy(p.checkpoint)  # NumPy only: no torch, no buffers
                 recorded = load_identity(p.checkpoint)  # refuse another arm or task, naming the difference
+                _refuse_moving_target(recorded["task"])
                 check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}")
                 check_task(recorded["task"], task.name, task.obs_dim, task.act_dim, what=f"checkpoint {p.checkpoint}")
                 if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):

@@ -12,8 +12,9 @@ Wiring diagram (every decision lives in control/ and core/; docs/safety.md is th
                  step per new joint-state stamp in lock-step mode:
                  control.Controller.step(inputs, now) -> Command -> the one command publisher
     episodes     Command.episode / .started (control/episodes.py) -> episode (std_msgs/String, one JSON object
-                 per start and end; reliable, depth 50); goal_source task: each episode's goal -> goal
-                 (PointStamped in base_frame, reliable + transient local, depth 1)
+                 per start and end; reliable, depth 50); goal_source task: Command.goal, the current target
+                 point (each episode's first, then whenever it moves) -> goal (PointStamped in base_frame,
+                 stamped as its joint state, reliable + transient local, depth 1)
     learning     nodes/agent_learning.AgentLearning (the Controller's Learner): learner.LearningSession
                  (transition log first, then the supervised learner child, which replays the log after any
                  crash and is restarted), episodes.csv, metrics, the session's periodic checkpoints
@@ -344,6 +345,8 @@ class AgentWiring:
         if cmd.episode is not None:
             self.learning.episode_done(cmd.episode)
             self._announce_end(cmd.episode)
+        if cmd.goal is not None and self.goal_pub is not None:
+            self._publish_goal(*cmd.goal)
         if cmd.started is not None:
             self._announce_start(cmd.started)
         if cmd.call_reset is not None and self.reset_client is not None and self._reset != (cmd.call_reset,
@@ -353,14 +356,16 @@ class AgentWiring:
     def _announce_end(self, end: EpisodeSummary) -> None:
         self.episode_pub.publish(String(data=to_json(end_record(end))))
 
+    def _publish_goal(self, point: np.ndarray, stamp_ns: int) -> None:
+        """goal_source task: the current target point (latched), stamped with the joint state it holds for."""
+        msg = PointStamped()
+        msg.header.stamp = Time(nanoseconds=int(stamp_ns)).to_msg()
+        msg.header.frame_id = self.p.base_frame
+        msg.point.x, msg.point.y, msg.point.z = (float(v) for v in point)
+        self.goal_pub.publish(msg)
+
     def _announce_start(self, start: EpisodeStart) -> None:
-        """goal_source task: the episode's goal first (latched), then the announcement."""
-        if self.goal_pub is not None:
-            msg = PointStamped()
-            msg.header.stamp = Time(nanoseconds=int(round(start.stamp * 1e9))).to_msg()
-            msg.header.frame_id = self.p.base_frame
-            msg.point.x, msg.point.y, msg.point.z = (float(v) for v in start.goal)
-            self.goal_pub.publish(msg)
+        """After its first target point was published (goal_source task): the announcement."""
         self.episode_pub.publish(String(data=to_json(start_record(start, self.p.base_frame, self.p.goal_source))))
 
     def _call_reset(self, rid: int) -> None:

@@ -169,11 +169,13 @@ class AgentParams:
                    "collect: log transitions only (random actions)", choices=("train", "deploy", "collect"))
     collect_actions: str = _p("random", "collect mode: random (uniform in [-1, 1]) or sine (a smooth sweep, "
                               "joint j at 0.2 + 0.1 j Hz)", choices=("random", "sine"))
-    task: str = _p("reach", "task whose observation, reward and time limit the node uses: reach, or a task "
-                   "plugin (entry-point group mbpo_ros.tasks) taking a 3-D goal point; its settings are reach.*")
+    task: str = _p("reach", "task whose observation, reward and time limit the node uses: reach, track (needs "
+                   "goal_source task; no deploy), or a task plugin (entry-point group mbpo_ros.tasks); its settings "
+                   "are reach.*")
     goal_source: str = _p("topic", "where each episode's goal comes from: topic (the goal topic: twin_node or "
                           "any external source) or task (the task draws each episode's goal, seeded by seed and the "
-                          "episode number, and the node publishes it latched on goal; train and collect only)",
+                          "episode number, and the node publishes its current target point latched on goal; train and collect "
+                          "only)",
                           choices=GOAL_SOURCES)
     joint_names: list = _p(list(DEFAULT_JOINTS), "arm joints in command order; JointState is matched by name")
     position_lower: list = _p(list(DEFAULT_LOWER), "lower position limit per joint [rad]", -100.0, 100.0)
@@ -419,18 +421,24 @@ class AgentSettings:
 
 def agent_task_class(name: str):
     """The task class the agent runs for parameter 'task' (core/arm_task.py registry); ParameterError when
-    there is none, or when it needs more than a 3-D goal point (the agent's goal topic is a PointStamped)."""
+    there is none. Whether its goal can come from the goal topic is `check_task_goals`."""
     from mbpo_ros.core.arm_task import get_task_class
 
     try:
-        cls = get_task_class(name)
+        return get_task_class(name)
     except ValueError as exc:
         raise ParameterError(f"parameter 'task': {exc}") from exc
-    if getattr(cls, "target_dim", 3) != 3:
-        raise ParameterError(f"parameter 'task' = {name!r}: its goal has {cls.target_dim} values and agent_node "
-                             "takes a 3-D goal point (geometry_msgs/PointStamped); train it on the twin in-process "
-                             f"with mbpo-ros gym --env mbpo_ros/ArmReach-v0 --task {name}")
-    return cls
+
+
+def check_task_goals(task_cls, goal_source: str, mode: str, fix: str = "") -> None:
+    """ParameterError (one line) when the agent cannot give `task_cls` its goal: a task whose target moves
+    (Track) needs goal_source task, and cannot deploy (control/episodes.py check_goal_source)."""
+    from mbpo_ros.control.episodes import check_goal_source
+
+    try:
+        check_goal_source(task_cls, goal_source, mode, fix)
+    except ValueError as exc:
+        raise ParameterError(f"parameter {exc}") from exc
 
 
 def build_settings(values: dict[str, Any]) -> AgentSettings:
@@ -491,9 +499,7 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
     if node.goal_source == "task" and node.mode == "deploy":
         raise ParameterError("parameter 'goal_source' = task needs mode train or collect: deploy has no episodes "
                              "and runs toward the goal published on the goal topic (goal_source:=topic)")
-    if node.goal_source == "task" and getattr(task_cls, "goal_dim", 3) != 3:
-        raise ParameterError(f"parameter 'goal_source' = task: task {node.task!r} draws goals of "
-                             f"{task_cls.goal_dim} values; agent_node publishes a 3-D goal point")
+    check_task_goals(task_cls, node.goal_source, node.mode)
     if node.lockstep and node.mode == "deploy":
         raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
     return AgentSettings(node=node, cfg=cfg, reach=reach, values=dict(values))
