@@ -13,7 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # 31-34 s: make test-long (make test keeps to ~15 min)
 
 STEPS = 8_000
 RANDOM_STEPS = 1_000
