@@ -8,7 +8,6 @@ Its subprocess twin, test/test_e2e_graph.py, starts the same executables with th
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -49,30 +48,40 @@ def train_graph_ld(ros_domain, run_dir):
     ])
 
 
-def _count_messages(domain_id: int, seconds: float) -> dict[str, int]:
+def _listen(domain_id: int, subscribe, done, seconds: float) -> None:
+    """Spin a probe node on `domain_id`, its subscriptions made by `subscribe(node)`, until `done()` or
+    `seconds` have passed."""
     import rclpy
+    from graph_helpers import spin_until
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    try:
+        node = rclpy.create_node("launch_probe", context=ctx)
+        subscribe(node)
+        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        executor.add_node(node)
+        spin_until(executor, done, seconds)
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
+
+
+def _count_messages(domain_id: int, seconds: float) -> dict[str, int]:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import JointState
     from std_msgs.msg import Float64MultiArray
 
     counts = {"joint_states": 0, "commands": 0}
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain_id)
-    try:
-        node = rclpy.create_node("launch_probe", context=ctx)
+
+    def subscribe(node) -> None:
         node.create_subscription(JointState, "/joint_states",
                                  lambda _m: counts.__setitem__("joint_states", counts["joint_states"] + 1),
                                  qos_profile_sensor_data)
         node.create_subscription(Float64MultiArray, "/arm_controller/commands",
                                  lambda _m: counts.__setitem__("commands", counts["commands"] + 1), 10)
-        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not (counts["joint_states"] > 20 and counts["commands"] > 20):
-            executor.spin_once(timeout_sec=0.1)
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
+
+    _listen(domain_id, subscribe, lambda: counts["joint_states"] > 20 and counts["commands"] > 20, seconds)
     return counts
 
 
@@ -123,24 +132,13 @@ def arm_collect_ld(ros_domain, ur5e_user_dir):
 
 
 def _arm_commands(domain_id: int, seconds: float) -> list[list[float]]:
-    import rclpy
     from std_msgs.msg import Float64MultiArray
 
     got: list[list[float]] = []
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain_id)
-    try:
-        node = rclpy.create_node("launch_probe", context=ctx)
-        node.create_subscription(Float64MultiArray, "/forward_velocity_controller/commands",
-                                 lambda m: got.append(list(m.data)), 50)
-        executor = rclpy.executors.SingleThreadedExecutor(context=ctx)
-        executor.add_node(node)
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and sum(any(v != 0.0 for v in c) for c in got) < 40:
-            executor.spin_once(timeout_sec=0.1)
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=ctx)
+    _listen(domain_id,
+            lambda node: node.create_subscription(Float64MultiArray, "/forward_velocity_controller/commands",
+                                                  lambda m: got.append(list(m.data)), 50),
+            lambda: sum(any(v != 0.0 for v in c) for c in got) >= 40, seconds)
     return got
 
 
