@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from mbpo_ros.core.config import preset
 from mbpo_ros.core.tasks import get_task
@@ -92,3 +95,72 @@ def test_rollouts_from_relabelled_starts_practise_new_goals():
     assert real_goals.std(dim=0).max() == 0
     assert model_goals.std(dim=0).min() > 0.05
 
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    obs=hnp.arrays(np.float32, 21, elements=st.floats(-3, 3, width=32)),
+    goal=hnp.arrays(np.float32, 3, elements=st.floats(-1, 1, width=32)),
+)
+def test_reach_goal_free_view_does_not_depend_on_the_goal_and_the_goal_part_on_the_state(obs, goal):
+    """The rule mbpo.goal_free_model relies on: what the model sees (strip_goal) is the same for every
+    goal, and the goal's part of an observation (obs - strip_goal(obs)) is the same for every state."""
+    task = get_task("reach")
+    o = torch.as_tensor(obs)[None]
+    g = torch.as_tensor(goal)[None]
+    moved = task.set_goal(o, g)
+    torch.testing.assert_close(task.strip_goal(moved), task.strip_goal(o))
+    other = task.set_goal(torch.zeros_like(o), g)
+    torch.testing.assert_close(moved - task.strip_goal(moved), other - task.strip_goal(other), atol=1e-5, rtol=0)
+
+
+def test_goal_free_model_rollouts_keep_each_starts_goal_and_derive_the_offset_from_the_end_effector():
+    """With mbpo.goal_free_model the ensemble never sees a goal, and every model transition keeps its
+    start's goal exactly, with the goal offset = goal - predicted end effector (no drift, no mismatch);
+    without it the model predicts the goal and the offset freely and neither holds."""
+    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3]), steps=60)
+    task = get_task("reach")
+    for goal_free in (True, False):
+        cfg = preset("reach")
+        cfg.device = "cpu"
+        m = cfg.mbpo
+        m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
+        m.rollout_relabel_ratio, m.utd, m.goal_free_model = 0.5, 1, goal_free
+        agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
+        for i in range(60):
+            agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
+        agent.step()
+        n = agent.model_buffer.size
+        o, no = agent.model_buffer.obs[:n], agent.model_buffer.next_obs[:n]
+        assert n > 0 and o[:, 15:18].std(dim=0).min() > 0.05  # relabelled starts: many goals
+        goal_kept = torch.equal(no[:, 15:18], o[:, 15:18])
+        offset_err = (no[:, 18:21] - (no[:, 15:18] - no[:, 12:15])).abs().max()
+        if goal_free:
+            assert goal_kept and offset_err < 1e-5
+            # the ensemble was fitted on goal-free inputs: the goal's input columns were all zero
+            assert agent.ensemble.in_mu[15:18].abs().max() == 0 and torch.equal(agent.ensemble.in_std[15:18], torch.ones(3))
+        else:
+            assert not goal_kept and offset_err > 1e-3
+
+
+def test_goal_free_model_refuses_a_task_whose_goal_does_not_enter_additively():
+    """A plugin whose observation holds, say, the unit direction to the goal cannot be made goal-free by
+    subtraction: MBPO refuses at construction in one line rather than roll out wrong states."""
+    import dataclasses
+
+    reach = get_task("reach")
+
+    def set_unit_direction(obs, goals):
+        out = reach.set_goal(obs, goals)
+        out[:, 18:21] = torch.nn.functional.normalize(out[:, 18:21], dim=-1)
+        return out
+
+    task = dataclasses.replace(reach, name="unit-direction", set_goal=set_unit_direction)
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    cfg.mbpo.goal_free_model = True
+    with pytest.raises(ValueError, match=r"^task 'unit-direction': mbpo.goal_free_model needs a goal that enters the "
+                       r"observation additively .*; set it to false for this task$"):
+        MBPO(task.obs_dim, task.act_dim, cfg, task)
+    cfg.mbpo.goal_free_model = False
+    MBPO(task.obs_dim, task.act_dim, cfg, task)  # the task itself is fine without the option

@@ -77,6 +77,23 @@ def test_step_follows_the_mbpo_schedule():
     assert np.isfinite(log[-1]["critic_loss"]) and log[-1]["sac_updates"] > 0
 
 
+def test_learning_starts_trains_on_the_random_data_while_the_actions_stay_random():
+    """mbpo.learning_starts 20 < init_random_steps 40: the model and SAC train from env step 20 on,
+    while act() stays uniform random (the same draws as without learning_starts) until step 40."""
+    cfg = _small_config()
+    cfg.mbpo.learning_starts = 20
+    early, env = MBPO(OD, AD, cfg, TASK), ToyEnv(0)
+    paper, env2 = MBPO(OD, AD, _small_config(), TASK), ToyEnv(0)
+    log = _drive(early, env, 39)
+    _drive(paper, env2, 39)
+    assert [r["env_steps"] for r in log] == [20]
+    assert early.sac_updates == 2 * (39 - 20 + 1) and paper.sac_updates == 0
+    np.testing.assert_array_equal(early.real_buffer.act[:39].numpy(), paper.real_buffer.act[:39].numpy())
+    log = _drive(early, env, 60)
+    assert [r["env_steps"] for r in log] == [40, 60]
+    assert early.sac_updates == 2 * (60 - 20 + 1)
+
+
 def test_act_explores_uniformly_then_uses_the_policy():
     agent = MBPO(OD, AD, _small_config(), TASK)
     acts = np.stack([agent.act(np.zeros(OD)) for _ in range(500)])

@@ -21,8 +21,9 @@ from mbpo_ros.learner.ring import RecordCodec, Transition
 # ----------------------------------------------------------------------------- schedule
 
 configs = st.builds(
-    lambda init, freq, utd: dataclasses.replace(MBPOConfig(), init_random_steps=init, model_train_freq=freq, utd=utd),
-    st.integers(0, 50), st.integers(1, 30), st.integers(0, 5),
+    lambda init, start, freq, utd: dataclasses.replace(
+        MBPOConfig(), init_random_steps=init, learning_starts=start, model_train_freq=freq, utd=utd),
+    st.integers(0, 50), st.one_of(st.just(0), st.integers(0, 60)), st.integers(1, 30), st.integers(0, 5),
 )
 
 
@@ -77,6 +78,22 @@ def test_next_work_never_overtrains_and_never_retrains_early(m, env, sac, last, 
     if w.kind == "idle":
         assert schedule.updates_owed(c, m) == 0 or not schedule.training_started(c, m)
         assert not schedule.retrain_due(c, m) or not schedule.training_started(c, m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=configs, steps=st.integers(0, 200))
+def test_training_starts_at_learning_starts_if_set_else_when_the_random_steps_end(m, steps):
+    """learning_starts (when > 0) alone decides when training starts, before, at or after the random
+    steps; 0 keeps the paper's start at init_random_steps. From then on every step owes utd updates."""
+    first = max(m.learning_starts or m.init_random_steps, 1)
+    c = _sync(m, steps)
+    trained = max(0, steps - first + 1)
+    assert c.sac_updates == m.utd * trained
+    assert (c.model_trains > 0) == (trained > 0)
+    if trained:
+        assert (c.last_model_train_step - first) % m.model_train_freq == 0
+    else:
+        assert c.last_model_train_step == -1
 
 
 # ----------------------------------------------------------------------------- held ids

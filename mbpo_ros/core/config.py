@@ -183,7 +183,16 @@ class MBPOConfig:
     model_train_freq: int = param(250, "retrain the ensemble and roll out every this many env steps", 1, 10**7)
     rollout_batch_size: int = param(100_000, "branched rollouts started per retrain", 1, 10**7)
     real_ratio: float = param(0.05, "fraction of each SAC batch drawn from real data", 0.0, 1.0)
-    init_random_steps: int = param(5000, "initial env steps with uniform random actions, no training", 0, 10**7)
+    init_random_steps: int = param(
+        5000, "initial env steps with uniform random actions (no training before them unless learning_starts)", 0, 10**7
+    )
+    learning_starts: int = param(
+        0,
+        "env step at which the model and SAC start training (0 = when the random steps end, as the paper); below "
+        "init_random_steps the learner trains on the random data while the arm still explores at random",
+        0,
+        10**7,
+    )
     utd: int = param(20, "SAC updates per env step (update-to-data ratio)", 0, 10_000)
     target_entropy: float = param(
         -1.0, "target policy entropy for automatic alpha tuning; 0 = -act_dim (minus the number of joints)",
@@ -236,6 +245,11 @@ class MBPOConfig:
         "policy practises goals the robot has not seen (tasks with a fixed goal; others ignore it; 0 = off)",
         0.0,
         1.0,
+    )
+    goal_free_model: bool = param(
+        False,
+        "the ensemble sees every state with the goal set to zero and rollouts put the start's goal back "
+        "(the dynamics do not depend on the goal; tasks with a fixed goal; others ignore it)",
     )
     model_relabel: bool = param(
         False,

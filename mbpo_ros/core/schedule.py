@@ -4,11 +4,13 @@ One rule, used by the synchronous loop (:meth:`MBPO.step`, one call per env step
 asynchronous learner (:meth:`MBPO.work`, one bounded piece of work per call, decoupled from the
 arrival of transitions). Pure functions of the counters, so property tests drive them directly.
 
-- Nothing is trained before ``max(init_random_steps, 1)`` env steps.
+- Nothing is trained before ``first_trained_step`` env steps: ``max(init_random_steps, 1)`` (the
+  paper), or ``learning_starts`` when that is set (> 0): training on the random data can then start
+  while the arm still explores at random, so the first policy to act has trained for longer.
 - The model is retrained (and rolled out) every ``model_train_freq`` env steps, the first time at
   once when training starts.
 - Every env step from the first trained one on owes ``utd`` SAC updates: after ``env_steps``
-  steps, ``utd * (env_steps - max(init_random_steps, 1) + 1)`` in total (the synchronous loop
+  steps, ``utd * (env_steps - first_trained_step + 1)`` in total (the synchronous loop
   does exactly ``utd`` per step; the asynchronous one catches up in chunks).
 - Asynchronous only: when the learner cannot keep up, a due retrain also waits until SAC has done
   the ``utd * model_train_freq`` updates a synchronous loop does between two retrains (or has
@@ -22,7 +24,7 @@ from typing import Literal
 
 from mbpo_ros.core.config import MBPOConfig
 
-__all__ = ["Counters", "Work", "training_started", "retrain_due", "updates_owed", "next_work"]
+__all__ = ["Counters", "Work", "first_trained_step", "training_started", "retrain_due", "updates_owed", "next_work"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,14 @@ class Work:
     updates: int = 0
 
 
+def first_trained_step(m: MBPOConfig) -> int:
+    """The env step at which training starts: ``learning_starts`` if set (> 0), else the end of the
+    random steps (at least 1)."""
+    return max(int(m.learning_starts) if int(m.learning_starts) > 0 else int(m.init_random_steps), 1)
+
+
 def training_started(c: Counters, m: MBPOConfig) -> bool:
-    return c.env_steps >= max(int(m.init_random_steps), 1)
+    return c.env_steps >= first_trained_step(m)
 
 
 def retrain_due(c: Counters, m: MBPOConfig) -> bool:
@@ -59,8 +67,7 @@ def updates_owed(c: Counters, m: MBPOConfig) -> int:
     """SAC updates still due for the env steps seen so far (0 before training starts)."""
     if not training_started(c, m):
         return 0
-    first = max(int(m.init_random_steps), 1)
-    return max(0, int(m.utd) * (c.env_steps - first + 1) - c.sac_updates)
+    return max(0, int(m.utd) * (c.env_steps - first_trained_step(m) + 1) - c.sac_updates)
 
 
 def next_work(c: Counters, m: MBPOConfig, updates_at_retrain: int | None, chunk: int) -> Work:

@@ -56,6 +56,30 @@ class TaskSpec:
         """Whether transitions can be relabelled with other goals (sample_goals, set_goal and reward_fn given)."""
         return self.sample_goals is not None and self.set_goal is not None and self.reward_fn is not None
 
+    def strip_goal(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, o] with the goal set to zero: what a goal-free model (``mbpo.goal_free_model``) sees.
+        ``obs - strip_goal(obs)`` is then the goal's part of the observation (see check_goal_free)."""
+        zeros = torch.zeros(obs.shape[0], self.sample_goals(1, None, obs.device).shape[-1],
+                            dtype=obs.dtype, device=obs.device)
+        return self.set_goal(obs, zeros)
+
+    def check_goal_free(self) -> None:
+        """Raise ValueError unless the goal enters the observation additively, the same for every state
+        (``set_goal(obs, g) - set_goal(obs, 0)`` does not depend on obs), as in Reach (the goal and the
+        goal minus the end effector). Then a goal-free model's next state plus the start's goal part is
+        the next state for that goal, which is what ``mbpo.goal_free_model`` relies on."""
+        if not self.has_goals:
+            raise ValueError(f"task {self.name!r} has no goals: mbpo.goal_free_model needs a task with a fixed goal")
+        gen = torch.Generator().manual_seed(0)
+        obs = torch.randn(2, self.obs_dim, generator=gen)
+        goals = self.sample_goals(1, gen, obs.device).expand(2, -1)
+        part = self.set_goal(obs, goals) - self.strip_goal(obs)
+        if not torch.allclose(part[0], part[1], atol=1e-5):
+            raise ValueError(
+                f"task {self.name!r}: mbpo.goal_free_model needs a goal that enters the observation additively "
+                "(set_goal(obs, g) - set_goal(obs, 0) the same for every obs); set it to false for this task"
+            )
+
     def relabel(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, generator=None):
         """The transitions with goals drawn afresh from the task's distribution (one per row):
         (obs [B, o], next_obs [B, o], reward [B]). Raises ValueError for a task without goals."""

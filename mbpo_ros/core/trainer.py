@@ -9,9 +9,10 @@
         metrics = mbpo.step()                      # retrain + roll out when due, then UTD updates
         obs = env.reset()[0] if term or trunc else next_obs
 
-Schedule of :meth:`step` (official MBPO): nothing during ``init_random_steps``; from then on the
+Schedule of :meth:`step` (official MBPO): nothing during ``init_random_steps`` (or before
+``learning_starts`` when that is set, see core/schedule.py); from then on the
 ensemble is retrained on all real data and ``rollout_batch_size`` branched rollouts are made every
-``model_train_freq`` env steps (first at env step ``init_random_steps``), and every env step does
+``model_train_freq`` env steps (first at the first trained env step), and every env step does
 ``utd`` SAC updates on batches mixing ``real_ratio`` real and the rest model data.
 Epochs (for the rollout-length schedule) count ``epoch_length`` env steps after ``init_random_steps``.
 """
@@ -64,6 +65,8 @@ class MBPO:
         self.task = task
         # goal relabelling (mbpo.*relabel*) where the task offers it; tasks without goals ignore it
         self.relabels = task.has_goals
+        if cfg.mbpo.goal_free_model and self.relabels:
+            task.check_goal_free()
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
@@ -152,6 +155,8 @@ class MBPO:
         obs, act, rew, next_obs, _ = self.real_buffer.chronological()
         if m.model_relabel and self.relabels:
             obs, next_obs, rew = self.task.relabel(obs, act, next_obs, self.generator)
+        if m.goal_free_model and self.relabels:
+            obs, next_obs = self.task.strip_goal(obs), self.task.strip_goal(next_obs)
         inputs = torch.cat([obs, act], dim=-1)
         targets = torch.cat([next_obs - obs, rew.unsqueeze(-1)], dim=-1)
         out = self.ensemble.fit(
@@ -178,6 +183,7 @@ class MBPO:
             self.generator,
             m.rollout_chunk,
             m.rollout_relabel_ratio if self.relabels else 0.0,
+            m.goal_free_model and self.relabels,
         )
 
     def update(self, n: int, sync: bool = True) -> dict:

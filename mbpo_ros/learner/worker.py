@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from mbpo_ros.core import schedule
 from mbpo_ros.learner import messages as msg
 from mbpo_ros.learner.log_ids import IdSet
 from mbpo_ros.learner.ring import NO_LOG_ID, RecordCodec, Ring, Transition
@@ -246,7 +247,7 @@ class Worker:
     def stats(self) -> dict[str, Any]:
         m, c = self.mbpo, self.cfg.mbpo
         env_steps, updates = int(m.env_steps), int(m.sac_updates)
-        trainable = env_steps - int(c.init_random_steps)
+        trainable = env_steps - schedule.first_trained_step(c)
         now = time.monotonic()
         if not self.update_times or now - self.update_times[-1][0] >= 0.5:
             self.update_times.append((now, updates))
