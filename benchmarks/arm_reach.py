@@ -8,6 +8,7 @@ checkpoint's deterministic policy and the uniform random policy on the same 50 s
 Prints one table row per arm (the docs/benchmarks.md table) and writes <out>/arm_reach.json.
 
 Run:  nice -n 10 .venv/bin/python benchmarks/arm_reach.py [--steps 3000] [--arms reacher,arm6,pusher]
+          [--task track] [--set sac.critic_layer_norm=true ...]
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each training run (default 1)")
     parser.add_argument("--out", default="", help="keep the runs here (default: a temporary directory)")
+    parser.add_argument("--task", default="reach", help="task of the registry (reach, track, a plugin's; default reach)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override passed to `mbpo-ros gym --set` (e.g. mbpo.utd=20); repeatable")
     args = parser.parse_args()
 
     import torch
@@ -61,7 +65,7 @@ def main() -> int:
         t0 = time.monotonic()
         cmd = [sys.executable, "-m", "mbpo_ros.cli", "gym", "--env", "mbpo_ros/ArmReach-v0", *ARMS[arm](),
                "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--threads", str(args.threads),
-               "--no-tensorboard", "--eval-episodes", "1"]
+               "--task", args.task, "--no-tensorboard", "--eval-episodes", "1", *(f"--set={kv}" for kv in args.set)]
         print(f"{arm}: training {args.steps} steps into {run} (progress on stderr)", file=sys.stderr, flush=True)
         # The child's progress bar goes to our stderr (every 30 s when not a terminal), its errors too.
         proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr)
@@ -76,7 +80,7 @@ def main() -> int:
         rand = sim_eval.random_policy_baseline(args.episodes, args.seed, env)
         env.close()
         n = len(sim_eval.read_identity(run / "checkpoint")["robot"]["joint_names"])
-        row = {"arm": arm, "joints": n, "steps": args.steps, "success": trained.success_rate,
+        row = {"arm": arm, "task": args.task, "settings": args.set, "joints": n, "steps": args.steps, "success": trained.success_rate,
                "random_success": rand.success_rate, "final_distance_m": trained.final_distance_m,
                "random_final_distance_m": rand.final_distance_m, "train_minutes": minutes}
         rows.append(row)
