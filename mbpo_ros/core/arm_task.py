@@ -106,7 +106,10 @@ class ArmTask(abc.ABC):
         does not move and does not act on the arm, so the same motion is a transition for any goal),
         else None (the default). ``sample_goals(n, generator, device)`` -> goals [n, goal_dim] (torch,
         the episodes' goal distribution); ``set_goal(obs [B, o], goals [B, goal_dim])`` -> a new obs with
-        the goal and everything derived from it replaced. MBPO's ``mbpo.relabel_ratio`` uses them."""
+        the goal and everything derived from it replaced. MBPO's ``mbpo.relabel_ratio`` uses them, and
+        ``mbpo.goal_free_model`` (on in ``preset("reach")``) needs the goal to enter the observation
+        additively (``set_goal(obs, g) - set_goal(obs, 0)`` the same for every obs, as Reach's goal and
+        goal offset); MBPO checks that at construction and refuses otherwise."""
         return None
 
     def sample_home(self, rng: np.random.Generator) -> np.ndarray:
