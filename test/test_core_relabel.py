@@ -114,6 +114,17 @@ def test_reach_goal_free_view_does_not_depend_on_the_goal_and_the_goal_part_on_t
     torch.testing.assert_close(moved - task.strip_goal(moved), other - task.strip_goal(other), atol=1e-5, rtol=0)
 
 
+def test_strip_goal_leaves_torchs_global_random_state_alone():
+    """A user's torch.manual_seed stream is not advanced by the goal-free model's bookkeeping."""
+    task = get_task("reach")
+    obs = torch.randn(4, task.obs_dim)
+    torch.manual_seed(123)
+    task.strip_goal(obs)
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    torch.testing.assert_close(after, torch.rand(3))
+
+
 def test_goal_free_model_rollouts_keep_each_starts_goal_and_derive_the_offset_from_the_end_effector():
     """With mbpo.goal_free_model the ensemble never sees a goal, and every model transition keeps its
     start's goal exactly, with the goal offset = goal - predicted end effector (no drift, no mismatch);

@@ -13,6 +13,7 @@ them directly. ``reward_fn=None`` means the reward is predicted by the learned m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,12 +57,16 @@ class TaskSpec:
         """Whether transitions can be relabelled with other goals (sample_goals, set_goal and reward_fn given)."""
         return self.sample_goals is not None and self.set_goal is not None and self.reward_fn is not None
 
+    @functools.cached_property
+    def goal_dim(self) -> int:
+        """Size of a goal (from one draw of sample_goals with its own generator: torch's global random
+        state is left alone)."""
+        return int(self.sample_goals(1, torch.Generator().manual_seed(0)).shape[-1])
+
     def strip_goal(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [B, o] with the goal set to zero: what a goal-free model (``mbpo.goal_free_model``) sees.
         ``obs - strip_goal(obs)`` is then the goal's part of the observation (see check_goal_free)."""
-        zeros = torch.zeros(obs.shape[0], self.sample_goals(1, None, obs.device).shape[-1],
-                            dtype=obs.dtype, device=obs.device)
-        return self.set_goal(obs, zeros)
+        return self.set_goal(obs, obs.new_zeros(obs.shape[0], self.goal_dim))
 
     def check_goal_free(self) -> None:
         """Raise ValueError unless the goal enters the observation additively, the same for every state
