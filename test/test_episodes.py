@@ -90,7 +90,7 @@ def test_task_goals_of_a_moving_target_are_the_tasks_own_functions():
 
 
 def test_task_goal_source_is_refused_in_deploy_mode():
-    with pytest.raises(ValueError, match="goal_source 'task' needs mode train or collect"):
+    with pytest.raises(ValueError, match="'goal_source' = task needs mode train or collect"):
         make_controller(goal_source="task", mode="deploy")
     with pytest.raises(ValueError, match="goal_source"):
         make_controller(goal_source="external")

@@ -209,9 +209,6 @@ class Controller:
             check_stop_action(name, getattr(cfg, name), cfg.command_interface)
         if cfg.goal_source not in GOAL_SOURCES:
             raise ValueError(f"goal_source = {cfg.goal_source!r} must be one of: {', '.join(GOAL_SOURCES)}")
-        if cfg.goal_source == "task" and cfg.mode == "deploy":
-            raise ValueError("goal_source 'task' needs mode train or collect: deploy has no episodes and runs "
-                             "toward the goal published on the goal topic (goal_source topic)")
         check_goal_source(task, cfg.goal_source, cfg.mode)
         if not cfg.lockstep and not cfg.max_clock_step > cfg.period:
             raise ValueError(f"max_clock_step = {cfg.max_clock_step} s must exceed the control period "

@@ -48,13 +48,17 @@ GOAL_SOURCES = ("topic", "task")
 
 
 def check_goal_source(task: Any, goal_source: str, mode: str, fix: str = "") -> None:
-    """Refuse (ValueError, one line starting with the parameter at fault) a task whose goal is not one fixed
-    3-D point (`core.arm_task.goal_is_fixed_point`: Track's target moves on a circle) where its goal cannot
-    come from the task: in deploy mode (no episodes: the goal is the fixed point published on `goal`), and
-    with goal_source topic (a PointStamped holds one point, not a moving target). `task`: a task or its
-    class; `fix`: the advice that ends the goal_source topic message (default: use goal_source:=task)."""
+    """Refuse (ValueError, one line starting with the parameter at fault) where the agent cannot give the task
+    its goal: goal_source task in deploy mode (no episodes: deploy runs toward the point published on
+    `goal`); and a task whose goal is not one fixed 3-D point (`core.arm_task.goal_is_fixed_point`: Track's
+    target moves on a circle) in deploy mode or with goal_source topic (a PointStamped holds one point, not a
+    moving target). The one statement of these rules for the Controller and the node's parameters. `task`: a
+    task or its class; `fix`: the advice that ends the goal_source topic message (default: use goal_source:=task)."""
     from mbpo_ros.core.arm_task import goal_is_fixed_point
 
+    if goal_source == "task" and mode == "deploy":
+        raise ValueError("'goal_source' = task needs mode train or collect: deploy has no episodes and runs toward "
+                         "the goal published on the goal topic (goal_source:=topic)")
     if goal_is_fixed_point(task):
         return
     cls = task if isinstance(task, type) else type(task)

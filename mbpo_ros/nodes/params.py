@@ -496,9 +496,6 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
         raise ParameterError("parameter 'learner' = remote cannot run lock-step: control never waits for the network")
     if node.learner == "remote" and not node.fleet_topic.startswith("/"):
         raise ParameterError(f"parameter 'fleet_topic' = {node.fleet_topic!r} must be absolute (start with /)")
-    if node.goal_source == "task" and node.mode == "deploy":
-        raise ParameterError("parameter 'goal_source' = task needs mode train or collect: deploy has no episodes "
-                             "and runs toward the goal published on the goal topic (goal_source:=topic)")
     check_task_goals(task_cls, node.goal_source, node.mode)
     if node.lockstep and node.mode == "deploy":
         raise ParameterError("parameter 'lockstep' = true needs mode 'train' or 'collect' (a simulated arm)")
