@@ -22,8 +22,8 @@ setup(
     # colcon's test verb runs pytest only for a package that declares pytest as a test dependency
     # (colcon-core's PytestPythonTestingStep); without it `colcon test` falls back to unittest and
     # finds nothing.
-    extras_require={"test": ["pytest", "hypothesis"]},
-    tests_require=["pytest", "hypothesis"],
+    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"]},
+    tests_require=["pytest", "pytest-timeout", "hypothesis"],
     zip_safe=False,
     maintainer="mbpo_ros maintainers",
     maintainer_email="maintainers@mbpo-ros.invalid",

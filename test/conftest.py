@@ -30,8 +30,15 @@ def pytest_configure(config):
     Set before any test runs (so rclpy contexts in the test process and every child process inherit
     it); together with a ROS_DOMAIN_ID per test graph (``ros_domain``), tests never hear other machines'
     nodes, nor each other.
+
+    Fast DDS carries the tests' traffic over UDP on the loopback interface, not its shared-memory
+    transport: the suite kills nodes with SIGKILL on purpose, and a participant killed in the middle of
+    a shared-memory operation can leave /dev/shm in a state that stalls the next participant on the
+    machine (eProsima/Fast-DDS#1144); nor do the tests open what another run left there. Still real
+    DDS, discovery and QoS; a user's own setting wins.
     """
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "UDPv4")
 
 
 @pytest.fixture

@@ -109,7 +109,11 @@ class FakeRobot:
                                       lambda m: self.trajectories.append((time.monotonic(), m)), 100)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        # spun in short slices and stopped before the node is destroyed (close()): executor.shutdown()
+        # does not wait for a spin() in another thread, and destroying a node that thread is waiting on
+        # races with it
+        self._spin_stop = threading.Event()
+        self._spin = threading.Thread(target=self._spin_until_closed, daemon=True)
         self._spin.start()
         self._pub_thread: threading.Thread | None = None
         self._pub_stop = threading.Event()
@@ -121,6 +125,10 @@ class FakeRobot:
         self.publish_goal = True  # False: no /goal with each state (a latched one sent once is enough)
         self.published = 0
         self.q_history: list[tuple[float, np.ndarray]] = []
+
+    def _spin_until_closed(self) -> None:
+        while not self._spin_stop.is_set() and self.node.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
 
     def _on_cmd(self, msg) -> None:
         with self.lock:
@@ -246,6 +254,10 @@ class FakeRobot:
 
     def close(self) -> None:
         self.stop_publishing()
+        self._spin_stop.set()
+        self._spin.join(5.0)
+        if self._spin.is_alive():
+            raise RuntimeError("FakeRobot: the spin thread did not stop within 5 s")
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
 
