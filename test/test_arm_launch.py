@@ -220,7 +220,8 @@ def test_readme_commands_build_the_agent_a_real_ur5e_needs(workdir, monkeypatch)
     ({"mode": "collect", "learner": "remote"}, r"^learner:=remote needs mode:=train"),
     ({"command_type": "float"}, r"^command_type = 'float' must be multi_array or trajectory$"),
     ({"namespace": "arm1"}, r"^namespace = 'arm1' is not a ROS namespace"),
-    ({"joint_names": "shoulder_pan_joint,gripper_joint"}, r"joint 'gripper_joint' is not in .*ur5e.urdf"),
+    ({"joint_names": "shoulder_pan_joint,gripper_joint"}, r"joint 'gripper_joint' is not in .*ur5e.urdf \(joint_names\); its hinge and slide joints: "
+     r"\['shoulder_pan_joint', 'shoulder_lift_joint'"),
     ({"limits": "ur5e.urdf"}, r"^params file .*ur5e.urdf"),
     ({"robot": "ur10e.urdf"}, r"ur10e.urdf"),
     ({"control_rate": "0"}, r"^control_rate = 0.0 Hz must be positive$"),

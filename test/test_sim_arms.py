@@ -24,7 +24,7 @@ from arm_urdf import (
     ur5e_urdf,
 )
 
-from mbpo_ros.sim.arm_model import arm_profile, check_arm, load_arm_model
+from mbpo_ros.sim.arm_model import arm_joints, arm_profile, check_arm, load_arm_model
 from mbpo_ros.sim.arm_twin import ArmTwin, TwinConfig
 
 MBPO_ROS = [sys.executable, "-m", "mbpo_ros.cli"]
@@ -113,6 +113,17 @@ def test_missing_site_names_the_option_and_urdf_without_actuators_is_explained(t
         ArmTwin(TwinConfig(model_path=path, servo="velocity", ee_body="nope"))
     with pytest.raises(ValueError, match="servo"):
         ArmTwin(TwinConfig(servo="torque"))
+
+
+def test_a_joint_the_model_lacks_is_refused_with_the_model_joints(tmp_path):
+    """A misspelt joint name (regression: the error did not say which joints the model has)."""
+    path = str(ur5e_urdf(tmp_path / "ur5e.urdf"))
+    listed = r"its hinge and slide joints: \[" + ", ".join(f"'{n}'" for n in UR5E_JOINTS) + r"\]"
+    with pytest.raises(ValueError, match=r"joint 'elbow' is not in .*ur5e.urdf \(joint_names\); " + listed):
+        arm_profile(path, "velocity", "tool0", joint_names=(*UR5E_JOINTS[:2], "elbow", *UR5E_JOINTS[3:]))
+    model = load_arm_model(path, "velocity", "tool0", "ee_site", (0.0, 0.0, 0.0), (), 3.14)
+    with pytest.raises(ValueError, match=r"joints \['elbow'\] are not in the model \(joint_names\); " + listed):
+        arm_joints(model, ("elbow",))
 
 
 def test_conversion_goes_through_mjspec_and_keeps_the_motor_torque_limit():

@@ -157,7 +157,7 @@ def _convert_to_servos(spec: mujoco.MjSpec, path: str, servo: str, joint_names: 
     for name in names:
         jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
         if jid < 0:
-            raise ArmModelError(f"joint {name!r} is not in {path} (joint_names)")
+            raise ArmModelError(f"joint {name!r} is not in {path} (joint_names); {joints_listed(model)}")
         if int(model.jnt_type[jid]) not in _HINGE_SLIDE:
             raise ArmModelError(f"joint {name!r} in {path} is not a hinge or slide joint (joint_names)")
         dof = int(model.jnt_dofadr[jid])
@@ -381,13 +381,20 @@ class ArmProfile:
     goal_high: tuple[float, float, float]
 
 
+def joints_listed(model: mujoco.MjModel) -> str:
+    """The model's hinge and slide joints, for an error that names a joint the model lacks."""
+    names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(model.njnt)
+             if int(model.jnt_type[j]) in _HINGE_SLIDE]
+    return f"its hinge and slide joints: {names}" if names else "it has no hinge or slide joint"
+
+
 def arm_joints(model: mujoco.MjModel, joint_names: tuple[str, ...] = ()) -> list[int]:
     """Joint ids in command order: `joint_names`, or the joints of the actuators in actuator order."""
     if joint_names:
         ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in joint_names]
         bad = [n for n, i in zip(joint_names, ids) if i < 0]
         if bad:
-            raise ArmModelError(f"joints {bad} are not in the model (joint_names)")
+            raise ArmModelError(f"joints {bad} are not in the model (joint_names); {joints_listed(model)}")
         return ids
     return list(dict.fromkeys(int(model.actuator_trnid[a, 0]) for a in range(model.nu)
                               if int(model.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT)))

@@ -34,7 +34,7 @@ import mujoco
 import numpy as np
 
 from mbpo_ros.core.config import check_fields, param
-from mbpo_ros.sim.arm_model import SERVOS, actuator_kind, actuator_label, load_arm_model
+from mbpo_ros.sim.arm_model import SERVOS, actuator_kind, actuator_label, joints_listed, load_arm_model
 
 BUNDLED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "arm6.xml")
 COMMAND_INTERFACES = ("velocity", "position")
@@ -121,7 +121,8 @@ class JointReading:
 def _name2id(model: mujoco.MjModel, obj: mujoco.mjtObj, name: str, what: str, path: str) -> int:
     i = mujoco.mj_name2id(model, obj, name)
     if i < 0:
-        raise ValueError(f"{what} {name!r} is not in the model {path}")
+        listed = f"; {joints_listed(model)}" if obj == mujoco.mjtObj.mjOBJ_JOINT else ""
+        raise ValueError(f"{what} {name!r} is not in the model {path}{listed}")
     return i
 
 
