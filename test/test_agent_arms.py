@@ -55,6 +55,44 @@ def test_deploy_refuses_another_arm_naming_the_joints(tmp_path, ros_domain, twin
         assert w in out, out[-3000:]
 
 
+def test_deploy_runs_with_tighter_limits_than_the_checkpoint_and_refuses_wider_ones(tmp_path, ros_domain,
+                                                                                   twin_checkpoint):
+    """Regression (issue 12's leftover): a real arm gets stricter limits than its twin had (the README's
+    limits file), and deploy refused any limit that differed from the checkpoint's. Tighter is accepted
+    and logged; wider is refused in one line naming the joint."""
+    import time
+
+    from mbpo_ros.io.checkpoint import load_identity
+
+    rec = load_identity(twin_checkpoint)["robot"]
+    upper = list(rec["position_upper"])
+    tight = [*upper[:2], upper[2] - 0.5, *upper[3:]]
+    agent = AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(twin_checkpoint), "position_upper": tight,
+                                    "reset_service": "", "log_transitions": False, "run_dir": str(tmp_path / "run")},
+                         name="tight")
+    try:
+        deadline = time.monotonic() + 60
+        while "tighter than the checkpoint" not in agent.output() and agent.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        out = agent.output()
+        assert agent.alive(), out[-3000:]
+        assert f"upper position limit tighter than the checkpoint's: elbow {upper[2]:g} -> {tight[2]:g}" in out, out[-3000:]
+    finally:
+        assert agent.stop() == 0, agent.output()[-3000:]
+    wide = [*upper[:2], upper[2] + 0.5, *upper[3:]]
+    refused = AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(twin_checkpoint), "position_upper": wide,
+                                      "reset_service": "", "log_transitions": False, "run_dir": str(tmp_path / "run")},
+                           name="wide")
+    try:
+        code = refused.proc.wait(timeout=120)
+    finally:
+        refused.stop()
+    out = refused.output()
+    assert code == 2, out[-3000:]
+    assert (f"upper position limit differs (checkpoint -> here): elbow {upper[2]:g} -> {wide[2]:g} (wider than the "
+            "checkpoint's; tighter limits are accepted)") in out, out[-3000:]
+
+
 def test_agent_computes_the_end_effector_from_the_model_without_an_ee_pose_publisher(tmp_path, ros_context):
     """robot_model: the agent's forward kinematics replace /ee_pose (an arm with UR joint names, a gripper
     joint and shuffled JointState order, and no pose publisher: the agent is not stale and commands)."""

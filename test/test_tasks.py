@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mbpo_ros.core.arm_task import ArmTask, get_task_class, make_task, task_from_settings, task_names
-from mbpo_ros.core.identity import check_robot, robot_differences, robot_identity
+from mbpo_ros.core.identity import check_robot, robot_differences, robot_identity, tightened_limits
 from mbpo_ros.core.reach import ReachTask
 from mbpo_ros.core.tasks import get_task
 from mbpo_ros.core.track import TrackConfig, TrackTask
@@ -171,6 +171,33 @@ def test_other_joints_and_limits_are_refused_naming_them():
     assert msg == ["lower position limit differs (checkpoint -> here): shoulder_lift_joint -3 -> -2"]
     grip = robot_differences(_ident(JOINTS), _ident([*JOINTS, "gripper"]))
     assert grip == ["joints ['gripper'] of this arm are not in the checkpoint"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-0.5, 0.0, 0.5]), st.sampled_from([-0.5, 0.0, 0.5]),
+                          st.sampled_from([-0.5, 0.0, 0.5])), min_size=6, max_size=6))
+def test_deploy_accepts_tighter_limits_and_refuses_wider_ones_naming_them(changes):
+    """The rule: with tighter_ok, an arm passes iff none of its limits is wider than the checkpoint's
+    (lower below, upper or velocity above); the refusal names exactly the joints whose limits are wider,
+    and tightened_limits names exactly the ones that are tighter. Without tighter_ok every change refuses."""
+    rec = robot_identity(JOINTS, [-3.0] * 6, [3.0] * 6, [1.0] * 6, "velocity", 20.0)
+    lower = [-3.0 + dl for dl, _, _ in changes]
+    upper = [3.0 + du for _, du, _ in changes]
+    vel = [1.0 + dv for _, _, dv in changes]
+    here = robot_identity(JOINTS, lower, upper, vel, "velocity", 20.0)
+    wider = {j for j, (dl, du, dv) in zip(JOINTS, changes) if dl < 0 or du > 0 or dv > 0}
+    tighter = {j for j, (dl, du, dv) in zip(JOINTS, changes) if dl > 0 or du < 0 or dv < 0}
+    diffs = robot_differences(rec, here, tighter_ok=True)
+    named = {j for j in JOINTS if any(f"{j} " in d for d in diffs)}
+    assert named == wider
+    assert all("wider than the checkpoint's" in d for d in diffs)
+    if wider:
+        with pytest.raises(ValueError, match="trained for another arm"):
+            check_robot(rec, here, tighter_ok=True)
+    else:
+        check_robot(rec, here, tighter_ok=True)
+    assert {j for j in JOINTS if any(f"{j} " in t for t in tightened_limits(rec, here))} == tighter
+    assert bool(robot_differences(rec, here)) == bool(wider or tighter)
 
 
 def test_target_entropy_defaults_to_minus_the_number_of_joints():

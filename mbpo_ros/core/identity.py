@@ -3,7 +3,8 @@
 A checkpoint's meta.json carries ``identity = {"task": ArmTask.settings(), "robot": robot_identity(...)}``
 (written by MBPO.state from the TaskSpec). Deploy and eval rebuild the task and the arm from it, and
 `check_robot` refuses an arm that differs, naming the difference: which joints are missing or extra,
-which are in another order, which limits or which command interface differ. Plain Python, no ROS.
+which are in another order, which limits or which command interface differ. Deploy accepts limits
+tighter than the recorded ones (``tighter_ok``) and logs them. Plain Python, no ROS.
 """
 
 from __future__ import annotations
@@ -30,9 +31,31 @@ def robot_identity(joint_names: Sequence[str], position_lower: Sequence[float], 
             "model": str(model), "servo": str(servo), "ee_body": str(ee_body), "ee_site": str(ee_site)}
 
 
-def robot_differences(recorded: dict[str, Any], actual: dict[str, Any], tol: float = 1e-6) -> list[str]:
+#: (identity key, what it is, +1 where a larger value is the wider limit, -1 where a smaller one is)
+_LIMITS = (("position_lower", "lower position limit", -1), ("position_upper", "upper position limit", +1),
+           ("velocity_limits", "velocity limit", +1))
+
+
+def _limit_changes(recorded: dict[str, Any], actual: dict[str, Any], tol: float):
+    """Per limit kind: (what, [(joint, checkpoint value, value here, wider?)]) for the joints that differ."""
+    joints = list(recorded.get("joint_names", []))
+    for key, what, wider_sign in _LIMITS:
+        r, a = recorded.get(key), actual.get(key)
+        if r is None or a is None:
+            continue
+        changed = [(j, x, y, (y - x) * wider_sign > 0) for j, x, y in zip(joints, r, a)
+                   if not math.isclose(x, y, abs_tol=tol)]
+        if changed:
+            yield what, changed
+
+
+def robot_differences(recorded: dict[str, Any], actual: dict[str, Any], tol: float = 1e-6,
+                      tighter_ok: bool = False) -> list[str]:
     """Every way `actual` differs from the `recorded` arm, one sentence each (empty = the same arm).
 
+    tighter_ok: limits tighter than the recorded ones (a higher lower limit, a lower upper or velocity
+    limit) are not differences; wider ones are (deploy: the policy never drove the arm beyond the
+    limits it was trained with, and a real arm may well get stricter ones than its twin had).
     The model file is not compared (a real arm has none; the same arm may live in another path)."""
     out: list[str] = []
     rj, aj = list(recorded.get("joint_names", [])), list(actual.get("joint_names", []))
@@ -47,14 +70,11 @@ def robot_differences(recorded: dict[str, Any], actual: dict[str, Any], tol: flo
             moved = [f"{j} (checkpoint #{rj.index(j)}, here #{i})" for i, j in enumerate(aj) if rj.index(j) != i]
             out.append(f"joint order differs: {', '.join(moved)}; the checkpoint's order is {rj}")
         return out  # the per-joint comparisons below need the same joints in the same order
-    for key, what in (("position_lower", "lower position limit"), ("position_upper", "upper position limit"),
-                      ("velocity_limits", "velocity limit")):
-        r, a = recorded.get(key), actual.get(key)
-        if r is None or a is None:
-            continue
-        diff = [f"{j} {x:g} -> {y:g}" for j, x, y in zip(rj, r, a) if not math.isclose(x, y, abs_tol=tol)]
+    for what, changed in _limit_changes(recorded, actual, tol):
+        diff = [f"{j} {x:g} -> {y:g}" for j, x, y, wider in changed if wider or not tighter_ok]
         if diff:
-            out.append(f"{what} differs (checkpoint -> here): {', '.join(diff)}")
+            out.append(f"{what} differs (checkpoint -> here): {', '.join(diff)}"
+                       + (" (wider than the checkpoint's; tighter limits are accepted)" if tighter_ok else ""))
     for key in ("command_interface", "control_rate"):
         r, a = recorded.get(key), actual.get(key)
         if r is not None and a is not None and r != a:
@@ -62,11 +82,25 @@ def robot_differences(recorded: dict[str, Any], actual: dict[str, Any], tol: flo
     return out
 
 
-def check_robot(recorded: dict[str, Any] | None, actual: dict[str, Any], what: str = "checkpoint") -> None:
-    """Raise ValueError listing every difference between the recorded arm and this one."""
+def tightened_limits(recorded: dict[str, Any], actual: dict[str, Any], tol: float = 1e-6) -> list[str]:
+    """The limits `actual` has tighter than the `recorded` arm, one sentence per kind (for the log)."""
+    if list(recorded.get("joint_names", [])) != list(actual.get("joint_names", [])):
+        return []
+    out = []
+    for what, changed in _limit_changes(recorded, actual, tol):
+        diff = [f"{j} {x:g} -> {y:g}" for j, x, y, wider in changed if not wider]
+        if diff:
+            out.append(f"{what} tighter than the checkpoint's: {', '.join(diff)}")
+    return out
+
+
+def check_robot(recorded: dict[str, Any] | None, actual: dict[str, Any], what: str = "checkpoint",
+                tighter_ok: bool = False) -> None:
+    """Raise ValueError listing every difference between the recorded arm and this one (tighter_ok: as
+    :func:`robot_differences`)."""
     if not recorded:
         return
-    diffs = robot_differences(recorded, actual)
+    diffs = robot_differences(recorded, actual, tighter_ok=tighter_ok)
     if diffs:
         raise ValueError(f"the {what} was trained for another arm: " + "; ".join(diffs))
 

@@ -139,13 +139,15 @@ class AgentLearning:
                     log.info(f"resumed from {run_dir / 'checkpoint'} at {self.env_steps_at_start} env steps "
                              f"({st.get('replayed', 0)} transitions replayed from the log)")
             elif p.mode == "deploy":
-                from mbpo_ros.core.identity import check_robot, check_task
+                from mbpo_ros.core.identity import check_robot, check_task, tightened_limits
                 from mbpo_ros.io.checkpoint import load_identity, load_policy
 
                 self.policy_snapshot = load_policy(p.checkpoint)  # NumPy only: no torch, no buffers
                 recorded = load_identity(p.checkpoint)  # refuse another arm or task, naming the difference
                 _refuse_moving_target(recorded["task"])
-                check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}")
+                check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}", tighter_ok=True)
+                for line in tightened_limits(recorded["robot"] or {}, agent_identity(p)):
+                    log.info(f"deploy: {line}")
                 check_task(recorded["task"], task.name, task.obs_dim, task.act_dim, what=f"checkpoint {p.checkpoint}")
                 if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):
                     raise ValueError(
