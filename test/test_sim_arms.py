@@ -126,6 +126,20 @@ def test_a_joint_the_model_lacks_is_refused_with_the_model_joints(tmp_path):
         arm_joints(model, ("elbow",))
 
 
+def test_the_automatic_home_pose_keeps_joints_a_quarter_range_from_their_limits(tmp_path):
+    """Regression (issue 13): the pusher rests with elbow and wrist flex at the end of their ranges, and
+    the home pose 5 % inside left them against a limit on a third of the random steps. A rest pose in
+    mid-range (the UR5e's zeros) stays where it is."""
+    pusher = arm_profile(gym_asset("pusher_v5.xml"), "velocity", "tips_arm")
+    lo, hi, home = (np.asarray(v) for v in (pusher.position_lower, pusher.position_upper, pusher.home_pose))
+    span = np.minimum(hi - lo, 2 * np.pi)
+    assert np.all(home - lo >= 0.25 * span - 1e-9) and np.all(hi - home >= 0.25 * span - 1e-9)
+    assert home[3] == pytest.approx(-0.25 * 2.3213, abs=1e-6) and home[5] == pytest.approx(-0.25 * 1.094, abs=1e-6)
+    assert pusher.home_pose[:3] == (0.0, 0.0, 0.0)  # shoulder joints rest inside the margin: unchanged
+    ur5e = arm_profile(str(ur5e_urdf(tmp_path / "ur5e.urdf")), "velocity", "tool0")
+    assert ur5e.home_pose == (0.0,) * 6
+
+
 def test_conversion_goes_through_mjspec_and_keeps_the_motor_torque_limit():
     """pusher's motors (ctrlrange +-2 N m) become velocity servos limited to +-2 N m; implicitfast."""
     model = load_arm_model(gym_asset("pusher_v5.xml"), servo="velocity", ee_body="tips_arm")

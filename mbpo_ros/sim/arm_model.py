@@ -33,6 +33,11 @@ import numpy as np
 SERVOS = ("", "velocity", "position")
 #: Time constant [s] of a converted velocity servo (kv = inertia / SERVO_TIME_CONSTANT).
 SERVO_TIME_CONSTANT = 0.02
+#: The default home pose keeps each joint at least this fraction of its range (at most 2 pi) from its
+#: limits. Many models rest at a range end (Gymnasium's pusher: elbow and wrist flex at 0 with ranges
+#: that end at 0; the Panda's fourth joint), and an arm starting there spends its exploration against
+#: a limit (issue 13: the pusher had a joint at its limit margin on 33 % of random steps at 5 %).
+HOME_MARGIN = 0.25
 #: Joints whose effective inertia is below this get this one when sizing gains [kg m^2].
 MIN_INERTIA = 1e-4
 
@@ -364,7 +369,8 @@ class ArmProfile:
     """What the agent and the Reach-like tasks need to know about an arm model (plain data).
 
     joint_names: command order; position_lower/upper [n] (+-UNLIMITED where the model has no
-    range); velocity_limits [n]; home_pose [n]: the rest pose moved 5 % inside the range;
+    range); velocity_limits [n]; home_pose [n]: the rest pose moved at least HOME_MARGIN of each
+    joint's range away from its limits;
     goal_low/goal_high [3]: the 10-90 % box of end-effector positions within 1 rad of home.
     """
 
@@ -433,7 +439,8 @@ def arm_profile(path: str, servo: str = "", ee_body: str = "", ee_site: str = "e
         home = np.asarray(home_pose, dtype=np.float64)
     else:
         span = np.minimum(hi - lo, 2 * math.pi)
-        home = np.clip(model.qpos0[model.jnt_qposadr[jids]], lo + 0.05 * span, hi - 0.05 * span)
+        margin = HOME_MARGIN * span
+        home = np.clip(model.qpos0[model.jnt_qposadr[jids]], lo + margin, hi - margin)
     rng = np.random.default_rng(seed)
     data = mujoco.MjData(model)
     adr = model.jnt_qposadr[jids]
