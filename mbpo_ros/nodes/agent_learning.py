@@ -145,8 +145,9 @@ class AgentLearning:
                 self.policy_snapshot = load_policy(p.checkpoint)  # NumPy only: no torch, no buffers
                 recorded = load_identity(p.checkpoint)  # refuse another arm or task, naming the difference
                 _refuse_moving_target(recorded["task"])
-                check_robot(recorded["robot"], agent_identity(p), what=f"checkpoint {p.checkpoint}", tighter_ok=True)
-                for line in tightened_limits(recorded["robot"] or {}, agent_identity(p)):
+                here = agent_identity(p)
+                check_robot(recorded["robot"], here, what=f"checkpoint {p.checkpoint}", tighter_ok=True)
+                for line in tightened_limits(recorded["robot"] or {}, here):
                     log.info(f"deploy: {line}")
                 check_task(recorded["task"], task.name, task.obs_dim, task.act_dim, what=f"checkpoint {p.checkpoint}")
                 if (self.policy_snapshot.obs_dim, self.policy_snapshot.act_dim) != (task.obs_dim, task.act_dim):
