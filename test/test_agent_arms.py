@@ -32,9 +32,15 @@ def twin_checkpoint(tmp_path_factory):
     return out / "checkpoint"
 
 
-def _deploy(tmp_path, checkpoint, joints) -> tuple[int, str]:
-    agent = AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(checkpoint), "joint_names": joints,
-                                    "reset_service": "", "log_transitions": False, "run_dir": str(tmp_path / "run")})
+def _deploy_agent(tmp_path, checkpoint, name: str = "agent", **params) -> AgentProcess:
+    """agent_node deploying `checkpoint` with `params` on top (joint_names, limits, ...)."""
+    return AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(checkpoint), "reset_service": "",
+                                   "log_transitions": False, "run_dir": str(tmp_path / "run"), **params}, name=name)
+
+
+def _deploy(tmp_path, checkpoint, name: str = "agent", **params) -> tuple[int, str]:
+    """Exit code and output of a deploy that is expected to refuse (exit) on its own."""
+    agent = _deploy_agent(tmp_path, checkpoint, name, **params)
     try:
         code = agent.proc.wait(timeout=120)
     finally:
@@ -48,7 +54,7 @@ def _deploy(tmp_path, checkpoint, joints) -> tuple[int, str]:
     (["shoulder_lift", "shoulder_pan", *TWIN_JOINTS[2:]], ["joint order differs", "shoulder_lift (checkpoint #1, here #0)"]),
 ])
 def test_deploy_refuses_another_arm_naming_the_joints(tmp_path, ros_domain, twin_checkpoint, joints, words):
-    code, out = _deploy(tmp_path, twin_checkpoint, joints)
+    code, out = _deploy(tmp_path, twin_checkpoint, joint_names=joints)
     assert code == 2, out[-3000:]
     assert "trained for another arm" in out
     for w in words:
@@ -67,9 +73,7 @@ def test_deploy_runs_with_tighter_limits_than_the_checkpoint_and_refuses_wider_o
     rec = load_identity(twin_checkpoint)["robot"]
     upper = list(rec["position_upper"])
     tight = [*upper[:2], upper[2] - 0.5, *upper[3:]]
-    agent = AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(twin_checkpoint), "position_upper": tight,
-                                    "reset_service": "", "log_transitions": False, "run_dir": str(tmp_path / "run")},
-                         name="tight")
+    agent = _deploy_agent(tmp_path, twin_checkpoint, "tight", position_upper=tight)
     try:
         deadline = time.monotonic() + 60
         while "tighter than the checkpoint" not in agent.output() and agent.alive() and time.monotonic() < deadline:
@@ -80,14 +84,7 @@ def test_deploy_runs_with_tighter_limits_than_the_checkpoint_and_refuses_wider_o
     finally:
         assert agent.stop() == 0, agent.output()[-3000:]
     wide = [*upper[:2], upper[2] + 0.5, *upper[3:]]
-    refused = AgentProcess(tmp_path, {"mode": "deploy", "checkpoint": str(twin_checkpoint), "position_upper": wide,
-                                      "reset_service": "", "log_transitions": False, "run_dir": str(tmp_path / "run")},
-                           name="wide")
-    try:
-        code = refused.proc.wait(timeout=120)
-    finally:
-        refused.stop()
-    out = refused.output()
+    code, out = _deploy(tmp_path, twin_checkpoint, "wide", position_upper=wide)
     assert code == 2, out[-3000:]
     assert (f"upper position limit differs (checkpoint -> here): elbow {upper[2]:g} -> {wide[2]:g} (wider than the "
             "checkpoint's; tighter limits are accepted)") in out, out[-3000:]

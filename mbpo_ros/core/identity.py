@@ -37,8 +37,11 @@ _LIMITS = (("position_lower", "lower position limit", -1), ("position_upper", "u
 
 
 def _limit_changes(recorded: dict[str, Any], actual: dict[str, Any], tol: float):
-    """Per limit kind: (what, [(joint, checkpoint value, value here, wider?)]) for the joints that differ."""
+    """Per limit kind: (what, [(joint, checkpoint value, value here, wider?)]) for the joints that differ;
+    nothing when the joints themselves differ (the values are not comparable then)."""
     joints = list(recorded.get("joint_names", []))
+    if joints != list(actual.get("joint_names", [])):
+        return
     for key, what, wider_sign in _LIMITS:
         r, a = recorded.get(key), actual.get(key)
         if r is None or a is None:
@@ -84,8 +87,6 @@ def robot_differences(recorded: dict[str, Any], actual: dict[str, Any], tol: flo
 
 def tightened_limits(recorded: dict[str, Any], actual: dict[str, Any], tol: float = 1e-6) -> list[str]:
     """The limits `actual` has tighter than the `recorded` arm, one sentence per kind (for the log)."""
-    if list(recorded.get("joint_names", [])) != list(actual.get("joint_names", [])):
-        return []
     out = []
     for what, changed in _limit_changes(recorded, actual, tol):
         diff = [f"{j} {x:g} -> {y:g}" for j, x, y, wider in changed if not wider]
