@@ -148,6 +148,42 @@ def test_declared_with_descriptors(ros_context):
 
 
 @pytest.mark.ros
+def test_track_settings_are_the_tasks_own_on_the_node(ros_context):
+    """Regression: agent_node declared only Reach's settings, so `task:=track` ran with Reach's 3 cm success
+    threshold (the gym env and `mbpo-ros eval` use Track's 4 cm) and its circle's radius and speed could not
+    be set. The task's own settings class decides the `reach.*` parameters and their defaults."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from mbpo_ros.core.track import TrackConfig
+    from mbpo_ros.nodes.params import agent_parameter_names, declare_parameters
+
+    track = [Parameter("task", value="track"), Parameter("goal_source", value="task")]
+    node = Node("agent_node", context=ros_context, parameter_overrides=track)
+    try:
+        settings = declare_parameters(node)
+        assert isinstance(settings.reach, TrackConfig)
+        assert settings.reach.success_threshold == TrackConfig().success_threshold == 0.04
+        assert "circle" in node.describe_parameter("reach.radius").description
+    finally:
+        node.destroy_node()
+    node = Node("agent_node", context=ros_context,
+                parameter_overrides=track + [Parameter("reach.radius", value=0.1), Parameter("reach.speed", value=0.2)])
+    try:
+        settings = declare_parameters(node)
+        assert (settings.reach.radius, settings.reach.speed) == (0.1, 0.2)
+    finally:
+        node.destroy_node()
+    node = Node("agent_node", context=ros_context)
+    try:  # reach has no circle
+        assert not node.has_parameter("reach.radius") and declare_parameters(node).reach == ReachConfig()
+        assert not node.has_parameter("reach.radius")
+    finally:
+        node.destroy_node()
+    assert {"reach.radius", "reach.speed"} <= set(agent_parameter_names())  # a params file may set them
+
+
+@pytest.mark.ros
 def test_declare_rejects_out_of_range_override(ros_context):
     from rclpy.node import Node
     from rclpy.parameter import Parameter

@@ -3,9 +3,10 @@
 Three groups of parameters make up `agent_node`'s parameters (config/mbpo.yaml mirrors them):
 
 - every field of `core.config.Config` under its dotted name (`sac.lr`, `mbpo.utd`, `seed`, ...),
-  defaults from `core.config.preset(task)`;
-- every field of `core.reach.ReachConfig` as `reach.<field>` (except `control_rate`, which is the
-  node's own `control_rate`);
+  defaults from `core.config.preset("reach")`;
+- every field of the task's settings (`config_class` of the task named by `task`: `core.reach.ReachConfig`
+  for reach, `core.track.TrackConfig` for track, a plugin's own) as `reach.<field>` (except `control_rate`,
+  which is the node's own `control_rate`), with that class's defaults;
 - the node's own settings, the fields of `AgentParams` below (joint names, limits, topics, ...).
 
 Each becomes a `ParamSpec` (name, default, doc, range, read-only, choices) and then a ROS
@@ -171,7 +172,8 @@ class AgentParams:
                               "joint j at 0.2 + 0.1 j Hz)", choices=("random", "sine"))
     task: str = _p("reach", "task whose observation, reward and time limit the node uses: reach, track (needs "
                    "goal_source task; no deploy), or a task plugin (entry-point group mbpo_ros.tasks); its settings "
-                   "are reach.*")
+                   "are reach.*: the fields of the task's settings class (track adds reach.radius and reach.speed, "
+                   "and its success_threshold defaults to 0.04)")
     goal_source: str = _p("topic", "where each episode's goal comes from: topic (the goal topic: twin_node or "
                           "any external source) or task (the task draws each episode's goal, seeded by seed and the "
                           "episode number, and the node publishes its current target point latched on goal; train and collect "
@@ -331,14 +333,17 @@ def core_specs(task: str = "reach") -> list[ParamSpec]:
     return out
 
 
-def reach_specs() -> list[ParamSpec]:
-    """A spec `reach.<field>` per ReachConfig field except control_rate (the node's own)."""
+def reach_specs(task: str = "reach") -> list[ParamSpec]:
+    """A spec `reach.<field>` per field of the task's settings class (`config_class`: ReachConfig, TrackConfig
+    with its radius, speed and own success_threshold, a plugin's) except control_rate (the node's own).
+    ParameterError for an unknown task."""
     out = []
-    for f in dataclasses.fields(ReachConfig):
+    for f in dataclasses.fields(agent_task_class(task).config_class):
         if f.name == "control_rate":
             continue
         m = f.metadata
-        out.append(ParamSpec(f"reach.{f.name}", _ros_default(f.default), m["doc"], m.get("lo"), m.get("hi"),
+        out.append(ParamSpec(f"reach.{f.name}", _ros_default(f.default), m.get("doc", f"{task} setting {f.name}"),
+                             m.get("lo"), m.get("hi"),
                              True, None, "reach"))
     return out
 
@@ -355,8 +360,8 @@ def node_specs() -> list[ParamSpec]:
 
 
 def all_specs(task: str = "reach") -> list[ParamSpec]:
-    """Every parameter of agent_node. Raises RuntimeError if two groups define one name."""
-    specs = node_specs() + core_specs(task) + reach_specs()
+    """Every parameter of agent_node running ``task``. Raises RuntimeError if two groups define one name."""
+    specs = node_specs() + core_specs() + reach_specs(task)
     seen: set[str] = set()
     for s in specs:
         if s.name in seen:
@@ -455,7 +460,7 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
     task_cls = agent_task_class(node.task)
     fields = {f.name for f in dataclasses.fields(task_cls.config_class)}
     reach_kwargs = {}
-    for s in reach_specs():
+    for s in reach_specs(node.task):
         v = values[s.name]
         key = s.name.split(".", 1)[1]
         if key in fields:
@@ -583,9 +588,13 @@ def declare_specs(node, specs: Sequence[ParamSpec]) -> dict[str, Any]:
     return values
 
 
-def declare_parameters(node, task: str = "reach") -> AgentSettings:
-    """Declare every agent_node parameter on `node`, validate, return the typed settings."""
-    return build_settings(declare_specs(node, all_specs(task)))
+def declare_parameters(node) -> AgentSettings:
+    """Declare every agent_node parameter on `node`, validate, return the typed settings.
+
+    `task` is declared first: the `reach.*` settings it has (and their defaults) depend on it."""
+    values = declare_specs(node, [s for s in node_specs() if s.name == "task"])
+    values.update(declare_specs(node, [s for s in all_specs(values["task"]) if s.name != "task"]))
+    return build_settings(values)
 
 
 # --------------------------------------------------------------------------- YAML
@@ -598,9 +607,19 @@ def report_bad_parameter(node_name: str, exc: BaseException) -> int:
     return EXIT_BAD_PARAMETER
 
 
-def agent_parameter_names(task: str = "reach") -> list[str]:
-    """Every parameter name agent_node declares (for :func:`check_params_file`)."""
-    return [s.name for s in all_specs(task)]
+def agent_parameter_names() -> list[str]:
+    """Every parameter name agent_node declares for some task (for :func:`check_params_file`, which reads
+    a params file before the node knows its task): the union over the registry's tasks. A task whose
+    plugin does not load adds nothing here; selecting it is refused when the node declares."""
+    from mbpo_ros.core.arm_task import task_names
+
+    names = {s.name for s in all_specs()}
+    for task in task_names():
+        try:
+            names.update(s.name for s in reach_specs(task))
+        except ParameterError:
+            continue
+    return sorted(names)
 
 
 def default_yaml_dict(task: str = "reach") -> dict[str, Any]:
