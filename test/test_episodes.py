@@ -428,7 +428,7 @@ def test_regression_track_with_goal_source_topic_is_refused_in_one_line():
     goal_source task; with goal_source topic (a fixed point) and in deploy (no episodes) it is refused, one line."""
     from mbpo_ros.nodes.params import ParameterError, all_specs, build_settings
 
-    base = {s.name: s.default for s in all_specs()}
+    base = {s.name: s.default for s in all_specs("track")}
     with pytest.raises(ParameterError) as info:
         build_settings({**base, "task": "track", "goal_source": "topic"})
     line = str(info.value)

@@ -458,13 +458,10 @@ def build_settings(values: dict[str, Any]) -> AgentSettings:
     except ValueError as exc:
         raise ParameterError(f"parameter {exc}") from exc
     task_cls = agent_task_class(node.task)
-    fields = {f.name for f in dataclasses.fields(task_cls.config_class)}
     reach_kwargs = {}
     for s in reach_specs(node.task):
         v = values[s.name]
-        key = s.name.split(".", 1)[1]
-        if key in fields:
-            reach_kwargs[key] = tuple(v) if isinstance(v, list) else v
+        reach_kwargs[s.name.split(".", 1)[1]] = tuple(v) if isinstance(v, list) else v
     reach = task_cls.config_class(control_rate=float(node.control_rate), **reach_kwargs)
     n = len(node.joint_names)
     try:
