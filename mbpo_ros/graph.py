@@ -298,13 +298,27 @@ def config_file(name: str) -> str:
     return str(path)
 
 
+#: agent_node parameters a launch sets itself: the command topics are remappings of the agent's default
+#: names (ArmArgs command_topic / trajectory_topic; the twin listens on those defaults), which a params file
+#: value would silently defeat (the remapping no longer matches the name the agent uses).
+LAUNCH_OWNED_AGENT_PARAMETERS = {"command_topic": AGENT_COMMAND_TOPIC, "trajectory_topic": AGENT_TRAJECTORY_TOPIC}
+
+
 def checked_agent_config(path: str) -> str:
     """The agent's params file (``path``, empty = config/mbpo.yaml), refused with a ParameterError (a
-    ValueError) if it is not valid YAML or its agent_node section names an unknown parameter."""
-    from mbpo_ros.nodes.params import agent_parameter_names, check_params_file
+    ValueError) if it is not valid YAML, its agent_node section names an unknown parameter, or it
+    moves a command topic (LAUNCH_OWNED_AGENT_PARAMETERS: the launch arguments say where commands go)."""
+    from mbpo_ros.nodes.params import ParameterError, agent_parameter_names, check_params_file, node_sections
 
     path = path or config_file("mbpo.yaml")
     check_params_file(path, "agent_node", agent_parameter_names())
+    for key, params in node_sections(path, "agent_node"):
+        for name, default in LAUNCH_OWNED_AGENT_PARAMETERS.items():
+            if name in params and params[name] != default:
+                raise ParameterError(
+                    f"params file {path} ('{key}') sets {name} = {params[name]!r}: under mbpo_ros's launch files the "
+                    f"command topics are launch arguments (arm.launch.py / deploy.launch.py {name}:=...), which remap "
+                    f"the agent's default {default!r}; remove {name} from the file")
     return path
 
 

@@ -247,6 +247,25 @@ def test_a_limits_file_sets_only_limits_and_wins_over_the_model(workdir, monkeyp
     assert limited.parameters["position_upper"] == [3.0] * 6
 
 
+def test_regression_a_config_that_moves_the_command_topic_is_refused(workdir, monkeypatch, tmp_path):
+    """Regression: a params file with command_topic made the launch's remapping of the agent's default name
+    match nothing, so command_topic:= was silently ignored (commands went where the file said, or, on the twin,
+    nowhere the twin listens). The launch arguments own the command topics; the file's default value is fine."""
+    moved = tmp_path / "mbpo.yaml"
+    moved.write_text("/**/agent_node:\n  ros__parameters:\n    command_topic: my_controller/commands\n")
+    with pytest.raises(ValueError, match=r"sets command_topic = 'my_controller/commands': .* launch arguments") as info:
+        specs_for("train", workdir, monkeypatch, config=str(moved))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"sets command_topic"):
+        graph.train_graph(graph.TrainArgs(config=str(moved)))
+    moved.write_text("/arm1/agent_node:\n  ros__parameters:\n    trajectory_topic: /jtc/joint_trajectory\n")
+    with pytest.raises(ValueError, match=r"\('/arm1/agent_node'\) sets trajectory_topic"):
+        specs_for("deploy", workdir, monkeypatch, config=str(moved), checkpoint="ck")
+    moved.write_text(f"/**/agent_node:\n  ros__parameters:\n    command_topic: {graph.AGENT_COMMAND_TOPIC}\n")
+    (agent,) = specs_for("train", workdir, monkeypatch, config=str(moved))
+    assert dict(agent.remappings)[graph.AGENT_COMMAND_TOPIC] == graph.FORWARD_VELOCITY_TOPIC
+
+
 def test_a_limits_file_for_another_number_of_joints_is_refused(workdir, monkeypatch, tmp_path):
     seven = tmp_path / "panda_limits.yaml"
     seven.write_text("/**/agent_node:\n  ros__parameters:\n    velocity_limits: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]\n")

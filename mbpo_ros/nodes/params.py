@@ -122,9 +122,19 @@ def check_params_file(path: str, node_name: str, known: Sequence[str]) -> None:
     (``/**/agent_node``, ``agent_node``, ``/arm1/agent_node``); wildcard-only sections (``/**``)
     may hold other nodes' parameters and are not checked. Also a syntax error is refused here.
     """
-    doc = read_params_file(path)
     allowed = set(known) | set(ROS_PARAMETERS)
-    for key, section in doc.items():
+    for key, params in node_sections(path, node_name):
+        for name in _flat_names(params):
+            if name not in allowed and not name.startswith(ROS_PARAMETER_PREFIXES):
+                raise unknown_parameter(name, sorted(allowed), f"{path} ('{key}')")
+
+
+def node_sections(path: str, node_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, ros__parameters)`` of every section of a params file keyed to ``node_name`` by name
+    (``/**/agent_node``, ``agent_node``, ``/arm1/agent_node``; not wildcard-only ones); ParameterError
+    for a syntax error or a section whose ros__parameters is not a mapping."""
+    out = []
+    for key, section in read_params_file(path).items():
         if str(key).rstrip("/").split("/")[-1] != node_name:
             continue
         params = section.get("ros__parameters") if isinstance(section, dict) else None
@@ -132,9 +142,8 @@ def check_params_file(path: str, node_name: str, known: Sequence[str]) -> None:
             continue
         if not isinstance(params, dict):
             raise ParameterError(f"params file {path}: '{key}: ros__parameters' is not a mapping")
-        for name in _flat_names(params):
-            if name not in allowed and not name.startswith(ROS_PARAMETER_PREFIXES):
-                raise unknown_parameter(name, sorted(allowed), f"{path} ('{key}')")
+        out.append((str(key), params))
+    return out
 
 
 def check_command_line_params_files(argv: Sequence[str], node_name: str, known: Sequence[str]) -> None:
