@@ -23,7 +23,8 @@ the end effector within 3 cm of the goal at the episode's last step.
 - ``--arms N`` (mbpo, sac): N twins feed one learner, the fleet of learner_node run in-process;
   steps are counted per arm, so the curve says whether sharing a learner saves each arm real steps.
 - ``sb3``: Stable-Baselines3's SAC with the same tuning (only when stable-baselines3 is installed;
-  it is never a dependency of the package).
+  it is never a dependency of the package); ``--set sac.gamma=X`` is its only override, to compare at
+  the discount an MBPO setting uses.
 
 Rows are appended to ``<out>/sample_efficiency.csv`` (label, algo, seed, real_steps, success,
 distance_cm, wall_s), so runs made one after another (or side by side, with two processes) add up;
@@ -134,8 +135,9 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
             emit(agent.env_steps // arms, *evaluator(policy), time.monotonic() - t0)
 
 
-def run_sb3(seed: int, steps: int, eval_every: int, emit) -> None:
-    """Stable-Baselines3 SAC tuned like ours (2x128, lr 1e-3, gamma 0.95, target entropy -6, 1,000 random steps)."""
+def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95) -> None:
+    """Stable-Baselines3 SAC tuned like ours (2x128, lr 1e-3, gamma 0.95 or ``--set sac.gamma``, target entropy -6,
+    1,000 random steps)."""
     import gymnasium as gym
     from stable_baselines3 import SAC
 
@@ -143,7 +145,7 @@ def run_sb3(seed: int, steps: int, eval_every: int, emit) -> None:
 
     env = gym.make("mbpo_ros/ArmReach-v0")
     model = SAC(
-        "MlpPolicy", env, learning_rate=1e-3, gamma=0.95, batch_size=256, learning_starts=1000,
+        "MlpPolicy", env, learning_rate=1e-3, gamma=gamma, batch_size=256, learning_starts=1000,
         target_entropy=-6.0, policy_kwargs={"net_arch": [128, 128]}, seed=seed, device="cpu", verbose=0,
     )
     evaluator = Evaluator()
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", type=int, default=1,
                    help="mbpo/sac: this many arms share one learner (a fleet); --steps and real_steps count per arm")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field of mbpo/sac (dotted name, JSON value); repeatable")
+                   help="override a config field of mbpo/sac (dotted name, JSON value; sb3: sac.gamma only); "
+                        "repeatable")
     p.add_argument("--label", default=None, help="name of this setting in the CSV and plot (default: the algo)")
     p.add_argument("--out", type=Path, default=Path("runs/sample_efficiency"))
     p.add_argument("--plot-only", action="store_true", help="only redraw the plot from the CSV")
@@ -247,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
         try:
             overrides = _parse_sets(args.set)
-            if args.algo == "sb3" and overrides:
-                raise ValueError("--set applies to mbpo and sac only")
+            if args.algo == "sb3" and set(overrides) - {"sac.gamma"}:
+                raise ValueError("--set applies to mbpo and sac (sb3: sac.gamma only)")
         except ValueError as e:
             print(f"sample_efficiency: {e}", file=sys.stderr)
             return 2
@@ -273,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"distance {100 * dist:.1f} cm, {wall:.0f} s", flush=True)
 
                 if args.algo == "sb3":
-                    run_sb3(seed, args.steps, args.eval_every, emit)
+                    run_sb3(seed, args.steps, args.eval_every, emit, **({"gamma": overrides["sac.gamma"]}
+                                                                        if overrides else {}))
                 else:
                     run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit, args.arms)
     plot(csv_path, png_path, args.labels)
