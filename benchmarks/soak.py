@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--buffer", type=int, default=20_000, help="real replay buffer capacity (transitions)")
     p.add_argument("--domain", type=int, default=87, help="ROS_DOMAIN_ID of the soak graph")
     p.add_argument("--summary-only", action="store_true", help="only print the summary of <run-dir>/soak.csv")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="an agent_node parameter (JSON value, e.g. sac.gamma=0.85); repeatable")
     args = p.parse_args(argv)
     if args.summary_only:
         with open(args.run_dir / "soak.csv", newline="") as f:
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(run_dir), real_time_factor=1.0, device="cpu"))
-    specs = [dataclasses.replace(s, parameters={**s.parameters, "mbpo.real_buffer_size": args.buffer})
+    extra = {name: json.loads(value) for name, _, value in (item.partition("=") for item in args.set)}
+    specs = [dataclasses.replace(s, parameters={**s.parameters, "mbpo.real_buffer_size": args.buffer, **extra})
              if s.name == "agent_node" else s for s in specs]
     env = graph.local_env(ROS_DOMAIN_ID=str(args.domain))
     procs = {}
