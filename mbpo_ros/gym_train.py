@@ -2,7 +2,7 @@
 
     mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0
     mbpo-ros gym --env Hopper-v5 --steps 125000 --seed 0 --out runs/hopper0 --resume
-    mbpo-ros gym --env mbpo_ros/ArmReach-v0 --steps 6000 --out runs/arm   # the twin, in-process
+    mbpo-ros gym --env mbpo_ros/ArmReach-v0 --steps 3000 --out runs/arm   # the twin, in-process
     mbpo-ros gym --env mbpo_ros/ArmReach-v0 --robot ur5e.urdf --servo velocity --ee-body tool0 --task track
 
 The ``mbpo_ros/...`` envs are the twin with an arm task (sim/reach_env.py): ``--robot`` names

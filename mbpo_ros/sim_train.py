@@ -46,7 +46,7 @@ from mbpo_ros import graph
 
 #: Default training budget in env steps (20 Hz control, 100 steps per episode): sized so that
 #: the whole demo (baseline, training, final evaluation) stays under 15 minutes on 2 CPU cores.
-DEFAULT_STEPS = 6000
+DEFAULT_STEPS = 3000
 
 #: Episodes in the rolling window that gives the training success rate shown live.
 WINDOW = 20

@@ -298,7 +298,7 @@ def _reach() -> Config:
     m.model_train_freq = 250  # tunable: retrain + rollout period (env steps)
     m.rollout_batch_size = 20_000  # tunable: smaller than the paper's 100k so 2 cores keep up
     m.init_random_steps = 1000  # tunable: random exploration before learning
-    m.utd = 10  # tunable: SAC updates per env step
+    m.utd = 20  # tunable: SAC updates per env step (issue 13, fifth round: 20, not 10; see below)
     m.target_entropy = 0.0  # tuned (launch): 0 = -act_dim (-6 on the bundled arm), as SAC on the arm
     m.rollout_schedule = [0, 10, 1, 5]  # tunable: [start_epoch, end_epoch, min_len, max_len]
     m.uncertainty_threshold = 1.0  # tunable: robot mode truncates uncertain model branches
@@ -320,7 +320,13 @@ def _reach() -> Config:
     # faster SAC with a shorter horizon learns Reach in ~4.5k env steps and costs ~3x less per update.
     cfg.sac.hidden_size = 128
     cfg.sac.lr = 1e-3
-    cfg.sac.gamma = 0.95
+    # Issue 13, fifth round: a shorter horizon (gamma 0.85, not 0.95) with twice the SAC updates per env step
+    # on batches of 512 (not 256) brought 90 % from 2,500 / 1,750 / 1,750 real steps (seeds 0 / 1 / 2) to
+    # 1,250 / 1,500 / 1,500, and held 92-100 % at 1,750 on six seeds of six. It costs about twice the compute
+    # per real step; at real time on 2 cores (the learner then lags, doing what it can) it reached competence
+    # no later than the old setting (docs/benchmarks.md, "Fifth round").
+    cfg.sac.gamma = 0.85
+    cfg.sac.batch_size = 512
     return cfg
 
 
