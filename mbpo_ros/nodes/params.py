@@ -351,9 +351,9 @@ def reach_specs(task: str = "reach") -> list[ParamSpec]:
         if f.name == "control_rate":
             continue
         m = f.metadata
-        out.append(ParamSpec(f"reach.{f.name}", _ros_default(f.default), m.get("doc", f"{task} setting {f.name}"),
-                             m.get("lo"), m.get("hi"),
-                             True, None, "reach"))
+        doc = m.get("doc", f"{task} setting {f.name}")  # a plugin's field may come without param()'s doc
+        out.append(ParamSpec(f"reach.{f.name}", _ros_default(f.default), doc, m.get("lo"), m.get("hi"), True, None,
+                             "reach"))
     return out
 
 
