@@ -37,7 +37,8 @@ def start_managed(tmp_path, ros_domain, monkeypatch):
 def _state(robot) -> str:
     from lifecycle_msgs.srv import GetState
 
-    return robot.call(GetState, "/agent_node/get_state", GetState.Request(), timeout=30).current_state.label
+    return robot.call(GetState, "/agent_node/get_state", GetState.Request(), timeout=30,
+                      resend_every=5.0).current_state.label
 
 
 def _change(robot, transition: int) -> bool:

@@ -237,18 +237,28 @@ class FakeRobot:
             time.sleep(0.1)
         return None
 
-    def call(self, srv_type, name: str, request, timeout: float = 15.0):
+    def call(self, srv_type, name: str, request, timeout: float = 15.0, resend_every: float | None = None):
+        """One service call. ``resend_every`` (for a query that may be repeated, such as GetState): send the
+        request again after that many seconds without an answer. DDS can lose a reply when the server
+        answers before its reply writer has matched the new client's reader (a discovery race that
+        wait_for_service does not close; ros2/rmw_connextdds#132 describes it), most likely right after a
+        node starts on a loaded machine."""
         client = self.node.create_client(srv_type, name)
         try:
             if not client.wait_for_service(timeout_sec=timeout):
                 raise TimeoutError(f"service {name} not available within {timeout} s")
-            future = client.call_async(request)
             deadline = time.monotonic() + timeout
-            while not future.done() and time.monotonic() < deadline:
+            futures = [client.call_async(request)]
+            sent = time.monotonic()
+            while not any(f.done() for f in futures) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if not future.done():
-                raise TimeoutError(f"no answer from {name} within {timeout} s")
-            return future.result()
+                if resend_every is not None and time.monotonic() - sent > resend_every:
+                    futures.append(client.call_async(request))
+                    sent = time.monotonic()
+            answered = [f for f in futures if f.done()]
+            if not answered:
+                raise TimeoutError(f"no answer from {name} within {timeout} s ({len(futures)} requests sent)")
+            return answered[0].result()
         finally:
             self.node.destroy_client(client)
 
