@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mbpo_ros.core.config import parse_overrides
+
 EVAL_EPISODES = 50
 EVAL_SEED0 = 10_000
 FIELDS = ["label", "algo", "seed", "real_steps", "success", "distance_cm", "wall_s", "settings"]
@@ -161,19 +163,6 @@ def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95) -
         emit(done_steps, *evaluator(lambda o: model.predict(o, deterministic=True)[0]), time.monotonic() - t0)
 
 
-def _parse_sets(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. mbpo.utd=20")
-        key, raw = item.split("=", 1)
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
-
-
 def read_rows(csv_path: Path) -> list[dict]:
     if not csv_path.exists():
         return []
@@ -253,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         try:
-            overrides = _parse_sets(args.set)
+            overrides = parse_overrides(args.set)
             if args.algo == "sb3" and set(overrides) - {"sac.gamma"}:
                 raise ValueError("--set applies to mbpo and sac (sb3: sac.gamma only)")
         except ValueError as e:

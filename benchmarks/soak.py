@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mbpo_ros import graph
+from mbpo_ros.core.config import parse_overrides
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     specs = graph.train_graph(graph.TrainArgs(run_dir=str(run_dir), real_time_factor=1.0, device="cpu"))
-    extra = {name: json.loads(value) for name, _, value in (item.partition("=") for item in args.set)}
+    try:
+        extra = parse_overrides(args.set)
+    except ValueError as exc:
+        p.error(str(exc))
     specs = [dataclasses.replace(s, parameters={**s.parameters, "mbpo.real_buffer_size": args.buffer, **extra})
              if s.name == "agent_node" else s for s in specs]
     env = graph.local_env(ROS_DOMAIN_ID=str(args.domain))

@@ -66,21 +66,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_config(args):
-    from mbpo_ros.core.config import flatten, preset, unflatten, validate
+    from mbpo_ros.core.config import flatten, parse_overrides, preset, unflatten, validate
 
     cfg = preset("reach" if _is_arm_env(args.env) else args.env)
     known = flatten(cfg)
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. mbpo.utd=10")
-        key, raw = item.split("=", 1)
+    overrides = parse_overrides(args.set)
+    for key in overrides:
         if key not in known:
             raise ValueError(f"--set {key}: unknown config field; known fields: {', '.join(sorted(known))}")
-        try:
-            overrides[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[key] = raw
     cfg = unflatten(overrides, cfg)
     cfg.seed = args.seed
     if args.device is not None:

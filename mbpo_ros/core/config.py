@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "validate",
     "flatten",
     "unflatten",
+    "parse_overrides",
     "field_specs",
     "resolve_device",
     "type_name",
@@ -450,6 +452,22 @@ def unflatten(flat: dict[str, Any], base: Config | None = None) -> Config:
         else:
             nested[name] = value
     return config_from_dict(nested, base)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["sac.gamma=0.85", "device=cpu"]`` (the ``--set KEY=VALUE`` options of the command line and the
+    benchmarks) -> ``{"sac.gamma": 0.85, "device": "cpu"}``: each VALUE read as JSON, or kept as the
+    string when it is not JSON. ValueError (one line) for an item without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. mbpo.utd=20")
+        key, raw = item.split("=", 1)
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def field_specs() -> list[tuple[str, type, Any, str, float | None, float | None, bool]]:
