@@ -17,12 +17,12 @@ from mbpo_ros.core.trainer import MBPO
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _episode(goal, steps=30, seed=3):
+def _episode(goal, steps=30, seed=3, env_id="mbpo_ros/ArmReach-v0"):
     """Transitions of the gym twin for a fixed home pose and action sequence, towards `goal`."""
     gym = pytest.importorskip("gymnasium")
     import mbpo_ros.sim  # noqa: F401
 
-    env = gym.make("mbpo_ros/ArmReach-v0").unwrapped
+    env = gym.make(env_id).unwrapped
     home = np.array([0.0, 0.35, 1.35, 1.44, 0.0, 0.0])
     obs, _ = env.reset(seed=seed, options={"goal": goal, "home": home})
     acts = np.random.default_rng(seed).uniform(-1, 1, (steps, 6))
@@ -59,21 +59,21 @@ def test_relabel_draws_goals_from_the_goal_box_and_recomputes_the_reward():
     torch.testing.assert_close(r, task.reward_fn(o, act, n))
 
 
-def test_tasks_without_a_fixed_goal_ignore_relabelling_and_cannot_relabel():
-    """Hopper has no goal and Track's target moves: preset("reach")'s relabel_ratio is ignored there
-    (the node's params file serves every arm task), and TaskSpec.relabel refuses in one line."""
+def test_tasks_without_a_goal_ignore_relabelling_and_cannot_relabel():
+    """Hopper has no goal: preset("reach")'s relabel_ratio is ignored there (the node's params file serves
+    every task), and TaskSpec.relabel refuses in one line. Reach and Track relabel."""
     cfg = preset("reach")
     cfg.device = "cpu"
     cfg.mbpo.rollout_relabel_ratio, cfg.mbpo.model_relabel = 1.0, True
     assert cfg.mbpo.relabel_ratio > 0
-    for name in ("Hopper-v5", "track"):
+    task = get_task("Hopper-v5")
+    assert not task.has_goals
+    assert not MBPO(task.obs_dim, task.act_dim, cfg, task).relabels
+    with pytest.raises(ValueError, match="task 'Hopper-v5' has no goals to relabel"):
+        task.relabel(torch.zeros(2, task.obs_dim), torch.zeros(2, task.act_dim), torch.zeros(2, task.obs_dim))
+    for name in ("reach", "track"):
         task = get_task(name)
-        assert not task.has_goals
-        assert not MBPO(task.obs_dim, task.act_dim, cfg, task).relabels
-        with pytest.raises(ValueError, match=f"task '{task.name}' has no goals to relabel"):
-            task.relabel(torch.zeros(2, task.obs_dim), torch.zeros(2, task.act_dim), torch.zeros(2, task.obs_dim))
-    reach = get_task("reach")
-    assert reach.has_goals and MBPO(reach.obs_dim, reach.act_dim, cfg, reach).relabels
+        assert task.has_goals and MBPO(task.obs_dim, task.act_dim, cfg, task).relabels
 
 
 def test_rollouts_from_relabelled_starts_practise_new_goals():
@@ -175,3 +175,97 @@ def test_goal_free_model_refuses_a_task_whose_goal_does_not_enter_additively():
         MBPO(task.obs_dim, task.act_dim, cfg, task)
     cfg.mbpo.goal_free_model = False
     MBPO(task.obs_dim, task.act_dim, cfg, task)  # the task itself is fine without the option
+
+
+# ------------------------------------------------------------------------------ a moving goal (Track)
+# Track's observation for 6 joints: q 0:6, qd 6:12, ee 12:15, target 15:18, target - ee 18:21, target velocity 21:24.
+TRACK = "mbpo_ros/ArmTrack-v0"
+
+
+def _track_goal_values(obs):
+    return torch.cat([obs[:, 15:18], obs[:, 21:24]], dim=-1)
+
+
+def test_track_relabelled_transitions_are_the_twins_transitions_for_that_target():
+    """Track's target moves, so a relabelled transition's next state gets the target one control step on
+    (advance_goal): the twin's own transitions toward another circle, to the stated approximation (the
+    observation does not say which way the circle turns: position within 0.5 speed^2/radius dt^2 = 0.06 mm,
+    velocity within speed^2/radius dt = 2.5 mm/s); everything else exact."""
+    task = get_task("track")
+    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3, 0.3, 1.0]), steps=40, env_id=TRACK)
+    obs2, _, rew2, nxt2 = _episode(np.array([0.35, 0.1, 0.2, 2.0, -1.0]), steps=40, env_id=TRACK)
+    values = _track_goal_values(obs2)
+    o, n = task.set_goal(obs, values), task.next_goal(task.set_goal(nxt, values))
+    torch.testing.assert_close(o, obs2, atol=1e-6, rtol=0)
+    torch.testing.assert_close(n[:, :15], nxt2[:, :15], atol=0, rtol=0)
+    err = (n - nxt2).abs()
+    assert err[:, 15:21].max() < 1e-4 and err[:, 21:24].max() < 3e-3
+    assert err[:, 15:18].max() > 1e-5  # the target did move on: keeping it would be 2.5 mm off
+    torch.testing.assert_close(task.reward_fn(o, act, n), rew2, atol=1e-3, rtol=0)
+    assert (rew - rew2).abs().max() > 0.05
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_track_relabel_goals_are_targets_of_the_tasks_episodes(seed):
+    """What Track relabels with is what its episodes show: a point of a circle whose centre lies in the
+    goal box moved in by the radius, moving at the task's speed along that circle."""
+    from mbpo_ros.core.track import TrackTask
+
+    track = TrackTask()
+    task = get_task("track")
+    values = task.sample_goals(64, torch.Generator().manual_seed(seed)).double().numpy()
+    pos, vel = values[:, :3], values[:, 3:]
+    np.testing.assert_allclose(np.linalg.norm(vel, axis=1), track.cfg.speed, rtol=1e-5)
+    assert np.all(vel[:, 2] == 0)
+    # the centre is a radius from the position, at right angles to the velocity (one side or the other)
+    normal = np.stack([vel[:, 1], -vel[:, 0], np.zeros(len(vel))], axis=1) / track.cfg.speed
+    lo, hi = track._centre_box()
+    inside = [np.all((c >= lo - 1e-5) & (c <= hi + 1e-5), axis=1)
+              for c in (pos + track.cfg.radius * normal, pos - track.cfg.radius * normal)]
+    assert np.all(inside[0] | inside[1])
+    obs = torch.randn(64, task.obs_dim, generator=torch.Generator().manual_seed(seed))
+    moved = task.set_goal(obs, torch.as_tensor(values, dtype=torch.float32))
+    torch.testing.assert_close(_track_goal_values(moved), torch.as_tensor(values, dtype=torch.float32))
+    torch.testing.assert_close(moved[:, 18:21], moved[:, 15:18] - obs[:, 12:15])
+
+
+def test_track_goal_free_rollouts_move_each_starts_target_on_and_derive_the_offset():
+    """With mbpo.goal_free_model on Track the ensemble never sees the target; each model step moves the
+    start's target on by one control period at its velocity and the offset is target - predicted end
+    effector. Before, Track had no relabelling: the model had to learn the target's motion from data."""
+    from mbpo_ros.core.track import TrackTask
+
+    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3, 0.3, 1.0]), steps=60, env_id=TRACK)
+    task, dt = get_task("track"), TrackTask().cfg.control_period
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    m = cfg.mbpo
+    m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
+    m.utd = 1
+    assert m.goal_free_model and m.rollout_relabel_ratio > 0
+    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
+    for i in range(60):
+        agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
+    agent.step()
+    n = agent.model_buffer.size
+    o, no = agent.model_buffer.obs[:n], agent.model_buffer.next_obs[:n]
+    assert n > 0 and o[:, 15:18].std(dim=0)[:2].min() > 0.05  # relabelled starts: many circles
+    torch.testing.assert_close(no[:, 15:18], o[:, 15:18] + dt * o[:, 21:24], atol=1e-6, rtol=0)
+    torch.testing.assert_close(no[:, 21:24], o[:, 21:24])
+    assert (no[:, 18:21] - (no[:, 15:18] - no[:, 12:15])).abs().max() < 1e-5
+    assert agent.ensemble.in_mu[15:18].abs().max() == 0 and agent.ensemble.in_mu[21:24].abs().max() == 0
+
+
+def test_a_plugin_whose_goal_relabelling_returns_the_wrong_number_of_functions_is_refused_in_one_line():
+    from mbpo_ros.core.reach import ReachTask
+    from mbpo_ros.core.tasks import arm_task_spec
+
+    class Odd(ReachTask):
+        name = "odd"
+
+        def goal_relabelling(self):
+            return (*super().goal_relabelling(), None, None)
+
+    with pytest.raises(ValueError, match=r"^task 'odd': goal_relabelling\(\) returned 4 functions, expected "):
+        arm_task_spec(Odd())

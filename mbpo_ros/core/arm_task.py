@@ -102,11 +102,15 @@ class ArmTask(abc.ABC):
         return np.asarray(goal, dtype=np.float64)[:3]
 
     def goal_relabelling(self):
-        """``(sample_goals, set_goal)`` when a transition may be relabelled with another goal (the goal
-        does not move and does not act on the arm, so the same motion is a transition for any goal),
-        else None (the default). ``sample_goals(n, generator, device)`` -> goals [n, goal_dim] (torch,
-        the episodes' goal distribution); ``set_goal(obs [B, o], goals [B, goal_dim])`` -> a new obs with
-        the goal and everything derived from it replaced. MBPO's ``mbpo.relabel_ratio`` uses them, and
+        """``(sample_goals, set_goal)``, or ``(sample_goals, set_goal, advance_goal)`` for a goal that moves
+        on its own, when a transition may be relabelled with another goal (the goal does not act on the
+        arm, so the same motion is a transition for any goal), else None (the default).
+        ``sample_goals(n, generator, device)`` -> goals [n, g] (torch): values the observation's goal takes
+        in the task's episodes (Reach: points of the goal box; Track: a target's position and velocity);
+        ``set_goal(obs [B, o], goals [B, g])`` -> a new obs with the goal and everything derived from it
+        replaced; ``advance_goal(obs [B, o])`` -> the obs with its goal one control step later (the next
+        state of a relabelled transition, and of a goal-free model's rollout, gets it). MBPO's
+        ``mbpo.relabel_ratio`` uses them, and
         ``mbpo.goal_free_model`` (on in ``preset("reach")``) needs the goal to enter the observation
         additively (``set_goal(obs, g) - set_goal(obs, 0)`` the same for every obs, as Reach's goal and
         goal offset); MBPO checks that at construction and refuses otherwise."""

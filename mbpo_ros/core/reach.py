@@ -226,7 +226,8 @@ class ReachTask(ArmTask):
     def goal_relabelling(self):
         """Goals uniform in the goal box and the observation's goal and goal offset rewritten, as torch
         functions (see ArmTask.goal_relabelling); None for a subclass whose target moves (``target``
-        overridden), where a goal relabelled at both ends of a transition would not be the task's."""
+        overridden) unless it overrides this too (Track does): a goal kept at both ends of a transition
+        would not be the task's."""
         if not goal_is_fixed_point(self):
             return None
         import torch

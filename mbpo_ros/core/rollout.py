@@ -97,8 +97,9 @@ def branched_rollout(
     100,000 on a GPU). With ``relabel_ratio > 0`` (goal-conditioned tasks) that fraction of the start
     states gets a goal drawn from the task's goal distribution (``task.sample_goals``/``set_goal``).
     With ``goal_free`` the ensemble (trained on goal-free states, ``mbpo.goal_free_model``) predicts from
-    ``task.strip_goal(obs)``, and the next state gets the start's goal back: the goal never drifts and
-    the goal offset is the goal minus the predicted end effector.
+    ``task.strip_goal(obs)``, and the next state gets the start's goal back, moved on by one step where
+    the task's goal moves (``task.next_goal``): the goal never drifts and the goal offset is the goal
+    minus the predicted end effector.
 
     Returns {"rollout_horizon", "rollout_samples" (stored), "rollout_predicted",
     "rollout_truncated" (count), "rollout_truncated_fraction", "rollout_terminated",
@@ -122,7 +123,7 @@ def branched_rollout(
             if goal_free:
                 free = task.strip_goal(obs)
                 next_free, rew, dis = model_step(ensemble, free, act, generator, threshold > 0)
-                next_obs = task.strip_goal(next_free) + (obs - free)
+                next_obs = task.next_goal(task.strip_goal(next_free) + (obs - free))
             else:
                 next_obs, rew, dis = model_step(ensemble, obs, act, generator, threshold > 0)
             if task.reward_fn is not None:

@@ -41,6 +41,9 @@ class TaskSpec:
         set_goal: (obs [B, o], goals [B, g]) -> a new obs [B, o] with the goal (and anything derived
             from it, e.g. an offset to the goal) replaced; the dynamics do not depend on the goal, so
             a transition relabelled on both ends (with reward_fn recomputed) is as real as the original.
+        advance_goal: for a goal that moves on its own (Track), obs [B, o] -> the same obs with the goal (and
+            what derives from it) one control step later; None for a goal that stays put (Reach). A
+            relabelled transition's next state gets the advanced goal, and so does a goal-free model's.
     """
 
     name: str
@@ -51,6 +54,7 @@ class TaskSpec:
     identity: dict | None = None
     sample_goals: Callable[..., torch.Tensor] | None = None
     set_goal: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    advance_goal: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def has_goals(self) -> bool:
@@ -85,13 +89,19 @@ class TaskSpec:
                 "(set_goal(obs, g) - set_goal(obs, 0) the same for every obs); set it to false for this task"
             )
 
+    def next_goal(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, o] with its goal moved on by one control step (``advance_goal``); obs itself when the goal
+        stays put."""
+        return obs if self.advance_goal is None else self.advance_goal(obs)
+
     def relabel(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, generator=None):
-        """The transitions with goals drawn afresh from the task's distribution (one per row):
-        (obs [B, o], next_obs [B, o], reward [B]). Raises ValueError for a task without goals."""
+        """The transitions with goals drawn afresh from the task's distribution (one per row), the next
+        state's goal one step on (`next_goal`): (obs [B, o], next_obs [B, o], reward [B]). Raises ValueError
+        for a task without goals."""
         if not self.has_goals:
             raise ValueError(f"task {self.name!r} has no goals to relabel (it needs sample_goals, set_goal and reward_fn)")
         goals = self.sample_goals(obs.shape[0], generator, obs.device)
-        obs, next_obs = self.set_goal(obs, goals), self.set_goal(next_obs, goals)
+        obs, next_obs = self.set_goal(obs, goals), self.next_goal(self.set_goal(next_obs, goals))
         return obs, next_obs, self.reward_fn(obs, act, next_obs).to(obs.dtype)
 
 
@@ -182,9 +192,13 @@ def arm_task_spec(task, robot: dict | None = None) -> TaskSpec:
         return np.asarray(out, dtype=np.float32) if isinstance(next_obs, np.ndarray) else out.float()
 
     identity = {"task": task.settings(), "robot": dict(robot) if robot else None}
-    goals = task.goal_relabelling()
-    sample_goals, set_goal = goals if goals is not None else (None, None)
-    return TaskSpec(task.name, int(task.obs_dim), int(task.act_dim), termination, reward, identity, sample_goals, set_goal)
+    goals = tuple(task.goal_relabelling() or (None, None))
+    if len(goals) not in (2, 3):
+        raise ValueError(f"task {task.name!r}: goal_relabelling() returned {len(goals)} functions, expected "
+                         "(sample_goals, set_goal) or (sample_goals, set_goal, advance_goal)")
+    sample_goals, set_goal, advance_goal = (*goals, None)[:3]
+    return TaskSpec(task.name, int(task.obs_dim), int(task.act_dim), termination, reward, identity, sample_goals,
+                    set_goal, advance_goal)
 
 
 def get_task(name: str, **kwargs) -> TaskSpec:

@@ -65,8 +65,8 @@ class TrackTask(ReachTask):
         base = super().observe(q, qd, ee_pos, g[:3])
         return np.concatenate([base, g[3:].astype(np.float32)])
 
-    def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
-        """A circle inside the goal box (centre moved in by the radius where the box allows)."""
+    def _centre_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where circle centres lie: the goal box moved in by the radius where the box allows."""
         r = self.cfg.radius
         lo, hi = self.goal_low.copy(), self.goal_high.copy()
         for axis in (0, 1):
@@ -74,8 +74,51 @@ class TrackTask(ReachTask):
                 lo[axis], hi[axis] = lo[axis] + r, hi[axis] - r
             else:
                 lo[axis] = hi[axis] = 0.5 * (lo[axis] + hi[axis])
-        centre = rng.uniform(lo, hi)
+        return lo, hi
+
+    def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
+        """A circle inside the goal box (centre moved in by the radius where the box allows)."""
+        centre = rng.uniform(*self._centre_box())
         return np.concatenate([centre, [rng.uniform(0.0, 2 * math.pi), rng.choice([-1.0, 1.0])]])
+
+    def goal_relabelling(self):
+        """Relabelling with other targets (see ArmTask.goal_relabelling), as torch functions.
+
+        ``sample_goals`` draws what an episode's target is at a random time: a position on a random circle
+        of the goal box and the velocity there (either direction), [n, 6]; ``set_goal`` writes it, with the
+        offset to the end effector; ``advance_goal`` moves it on by one control period at its velocity. The
+        observation does not say which way the circle turns, so the velocity is kept: the position is
+        then off by at most 0.5 speed^2 / radius dt^2 (0.06 mm at the defaults, 50 ms) and the velocity's
+        direction by speed / radius dt (0.05 rad) per step.
+        """
+        import torch
+
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32) for b in self._centre_box())
+        r, dt = self.cfg.radius, self.cfg.control_period
+        speed = self.cfg.speed if r > 0 else 0.0
+
+        def sample_goals(n, generator=None, device=None):
+            u = torch.rand(n, 5, generator=generator, device=device)
+            centre = lo.to(u.device) + (hi - lo).to(u.device) * u[:, :3]
+            a = 2 * math.pi * u[:, 3]
+            turn = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
+            zero = torch.zeros_like(a)
+            pos = centre + r * torch.stack([torch.cos(a), torch.sin(a), zero], dim=-1)
+            vel = (turn * speed).unsqueeze(-1) * torch.stack([-torch.sin(a), torch.cos(a), zero], dim=-1)
+            return torch.cat([pos, vel], dim=-1)
+
+        def set_goal(obs, goals):
+            out = obs.clone()
+            out[:, self.goal_slice] = goals[:, :3]
+            out[:, self.delta_slice] = goals[:, :3] - obs[:, self.ee_slice]
+            out[:, self.target_vel_slice] = goals[:, 3:]
+            return out
+
+        def advance_goal(obs):
+            pos = obs[:, self.goal_slice] + dt * obs[:, self.target_vel_slice]
+            return set_goal(obs, torch.cat([pos, obs[:, self.target_vel_slice]], dim=-1))
+
+        return sample_goals, set_goal, advance_goal
 
     def target(self, goal, t: float) -> np.ndarray:
         """[6]: the target's position (m) and velocity (m/s) at time t of the episode."""
