@@ -237,26 +237,26 @@ class MBPOConfig:
     relabel_ratio: float = param(
         0.0,
         "fraction of each SAC batch's transitions (real and model) relabelled with a goal drawn from the "
-        "task's goal distribution, reward recomputed (tasks with a fixed goal such as reach; others ignore it; 0 = off)",
+        "task's goal distribution, reward recomputed (tasks with goals: reach, track; others ignore it; 0 = off)",
         0.0,
         1.0,
     )
     rollout_relabel_ratio: float = param(
         0.0,
         "fraction of model rollout start states given a goal drawn from the task's goal distribution, so the "
-        "policy practises goals the robot has not seen (tasks with a fixed goal; others ignore it; 0 = off)",
+        "policy practises goals the robot has not seen (tasks with goals: reach, track; others ignore it; 0 = off)",
         0.0,
         1.0,
     )
     goal_free_model: bool = param(
         False,
-        "the ensemble sees every state with the goal set to zero and rollouts put the start's goal back "
-        "(the dynamics do not depend on the goal; tasks with a fixed goal; others ignore it)",
+        "the ensemble sees every state with the goal set to zero and rollouts put the start's goal back, moved "
+        "on where it moves (the dynamics do not depend on the goal; tasks with goals: reach, track; others ignore it)",
     )
     model_relabel: bool = param(
         False,
         "train the ensemble on the real transitions with goals drawn afresh, so it learns that the dynamics "
-        "do not depend on the goal (tasks with a fixed goal; others ignore it)",
+        "do not depend on the goal (tasks with goals: reach, track; others ignore it)",
     )
 
 

@@ -78,7 +78,8 @@ class TaskSpec:
         goal minus the end effector). Then a goal-free model's next state plus the start's goal part is
         the next state for that goal, which is what ``mbpo.goal_free_model`` relies on."""
         if not self.has_goals:
-            raise ValueError(f"task {self.name!r} has no goals: mbpo.goal_free_model needs a task with a fixed goal")
+            raise ValueError(f"task {self.name!r} has no goals: mbpo.goal_free_model needs a task with goals "
+                             "(ArmTask.goal_relabelling)")
         gen = torch.Generator().manual_seed(0)
         obs = torch.randn(2, self.obs_dim, generator=gen)
         goals = self.sample_goals(1, gen, obs.device).expand(2, -1)
