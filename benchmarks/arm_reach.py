@@ -29,11 +29,17 @@ def gym_asset(name: str) -> str:
     return os.path.join(os.path.dirname(gymnasium.__file__), "envs", "mujoco", "assets", name)
 
 
+#: the arms by name, as keyword arguments of gym.make("mbpo_ros/ArmReach-v0", ...) (sample_efficiency.py uses them too)
 ARMS = {
-    "reacher": lambda: ["--robot", gym_asset("reacher.xml"), "--servo", "velocity", "--ee-body", "fingertip"],
-    "arm6": lambda: [],
-    "pusher": lambda: ["--robot", gym_asset("pusher_v5.xml"), "--servo", "velocity", "--ee-body", "tips_arm"],
+    "reacher": lambda: {"robot": gym_asset("reacher.xml"), "servo": "velocity", "ee_body": "fingertip"},
+    "arm6": lambda: {},
+    "pusher": lambda: {"robot": gym_asset("pusher_v5.xml"), "servo": "velocity", "ee_body": "tips_arm"},
 }
+
+
+def cli_args(env_kwargs: dict) -> list[str]:
+    """The `mbpo-ros gym` options that name the same arm: {"ee_body": "x"} -> ["--ee-body", "x"]."""
+    return [arg for key, value in env_kwargs.items() for arg in (f"--{key.replace('_', '-')}", str(value))]
 
 
 def main() -> int:
@@ -63,7 +69,7 @@ def main() -> int:
     for arm in args.arms.split(","):
         run = out_root / arm
         t0 = time.monotonic()
-        cmd = [sys.executable, "-m", "mbpo_ros.cli", "gym", "--env", "mbpo_ros/ArmReach-v0", *ARMS[arm](),
+        cmd = [sys.executable, "-m", "mbpo_ros.cli", "gym", "--env", "mbpo_ros/ArmReach-v0", *cli_args(ARMS[arm]()),
                "--steps", str(args.steps), "--seed", str(args.seed), "--out", str(run), "--threads", str(args.threads),
                "--task", args.task, "--no-tensorboard", "--eval-episodes", "1", *(f"--set={kv}" for kv in args.set)]
         print(f"{arm}: training {args.steps} steps into {run} (progress on stderr)", file=sys.stderr, flush=True)

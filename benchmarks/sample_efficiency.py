@@ -1,15 +1,17 @@
-"""Sample efficiency on Reach: success rate against real env steps for MBPO, our SAC and SB3's SAC.
+"""Sample efficiency on the arm: success rate against real env steps for MBPO, our SAC and SB3's SAC.
 
     .venv/bin/python benchmarks/sample_efficiency.py --algo mbpo --seeds 0 1 2 --steps 1500
     .venv/bin/python benchmarks/sample_efficiency.py --algo sac --seeds 0 1 2 --steps 10000
     .venv/bin/python benchmarks/sample_efficiency.py --algo sb3 --seeds 0 1 2 --steps 10000
     .venv/bin/python benchmarks/sample_efficiency.py --algo mbpo --arms 2 --label "mbpo, 2 arms" --steps 3000
+    .venv/bin/python benchmarks/sample_efficiency.py --task track --algo mbpo --seeds 0 1 2 --steps 3000
     .venv/bin/python benchmarks/sample_efficiency.py --plot-only --out runs/sample_efficiency
 
-Every algorithm learns on ``mbpo_ros/ArmReach-v0`` (the 6-joint twin, 3 cm success) from
+Every algorithm learns on ``mbpo_ros/ArmReach-v0`` (the 6-joint twin and Reach, 3 cm success, unless
+``--arm`` names another arm of benchmarks/arm_reach.py or ``--task`` another task, e.g. track) from
 ``env.reset(seed=seed)`` on, and is evaluated every ``--eval-every`` real env steps the same way:
 the deterministic policy on 50 fixed episodes (``reset(seed=10_000 + k)``, k = 0..49), success =
-the end effector within 3 cm of the goal at the episode's last step.
+the end effector within the task's threshold of the goal at the episode's last step.
 
 - ``mbpo``: :class:`mbpo_ros.core.trainer.MBPO` with ``preset("reach")`` (plus ``--set`` overrides),
   without the preset's wall-clock cap per retrain (``mbpo.max_model_train_seconds`` 0; the
@@ -18,7 +20,7 @@ the end effector within 3 cm of the goal at the episode's last step.
   under load 6).
 - ``sac``: the package's own SAC (core/sac.py) through the same MBPO loop with real data only
   (``mbpo.real_ratio = 1``: no model is trained, no rollouts), tuned as in test_sim_sac_baseline.py:
-  2x128, lr 1e-3, gamma 0.95, target entropy -6, one update per env step after 1,000 random steps, no
+  2x128, lr 1e-3, gamma 0.95, target entropy -6 (-joints), one update per env step after 1,000 random steps, no
   goal relabelling (``--set mbpo.relabel_ratio=0.5`` adds it).
 - ``--arms N`` (mbpo, sac): N twins feed one learner, the fleet of learner_node run in-process;
   steps are counted per arm, so the curve says whether sharing a learner saves each arm real steps.
@@ -46,9 +48,13 @@ import numpy as np
 
 from mbpo_ros.core.config import parse_overrides
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from arm_reach import ARMS  # noqa: E402  (the arms, shared with arm_reach.py)
+
 EVAL_EPISODES = 50
 EVAL_SEED0 = 10_000
 FIELDS = ["label", "algo", "seed", "real_steps", "success", "distance_cm", "wall_s", "settings"]
+ENV_ID = "mbpo_ros/ArmReach-v0"
 
 # "Tuned SAC" of issue 13 and test_sim_sac_baseline.py (2x128, lr 1e-3, gamma 0.95, batch 256), on top of
 # preset("reach"): its network size and learning rate are the preset's; gamma and batch are pinned, since the
@@ -59,7 +65,7 @@ SAC_SETTINGS = {
     "sac.gamma": 0.95,
     "sac.batch_size": 256,
     "mbpo.init_random_steps": 1000,
-    "mbpo.target_entropy": -6.0,
+    "mbpo.target_entropy": 0.0,  # 0 = -act_dim: -6 on the 6-joint arm
     "mbpo.relabel_ratio": 0.0,  # as issue 13 tuned it; --set mbpo.relabel_ratio=0.5 gives SAC the relabelling too
 }
 
@@ -67,12 +73,12 @@ SAC_SETTINGS = {
 class Evaluator:
     """The fixed evaluation: 50 episodes stepped side by side, the policy called on all 50 at once."""
 
-    def __init__(self, episodes: int = EVAL_EPISODES):
+    def __init__(self, env_kwargs: dict, episodes: int = EVAL_EPISODES):
         import gymnasium as gym
 
         import mbpo_ros.sim  # noqa: F401  (registers the env)
 
-        self.envs = [gym.make("mbpo_ros/ArmReach-v0").unwrapped for _ in range(episodes)]
+        self.envs = [gym.make(ENV_ID, **env_kwargs).unwrapped for _ in range(episodes)]
 
     def __call__(self, policy) -> tuple[float, float]:
         """policy: [N, obs_dim] -> [N, act_dim] deterministic. Returns (success rate, mean final distance m)."""
@@ -104,7 +110,8 @@ def _config(algo: str, overrides: dict, seed: int):
     return validate(cfg)
 
 
-def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict, emit, arms: int = 1) -> None:
+def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict, emit, arms: int = 1,
+             env_kwargs: dict | None = None) -> None:
     """MBPO or our SAC (MBPO's loop on real data only) on the gym twin, evaluated every eval_every steps.
 
     arms > 1: a fleet sharing one learner, as learner_node serves one: that many twins (arm 0 from
@@ -115,14 +122,15 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
     import torch
 
     import mbpo_ros.sim  # noqa: F401
-    from mbpo_ros.core.tasks import get_task
+    from mbpo_ros.core.tasks import arm_task_spec
     from mbpo_ros.core.trainer import MBPO
 
+    env_kwargs = env_kwargs or {}
     cfg = _config(algo, overrides, seed)
-    envs = [gym.make("mbpo_ros/ArmReach-v0") for _ in range(arms)]
-    task = get_task("reach")
+    envs = [gym.make(ENV_ID, **env_kwargs) for _ in range(arms)]
+    task = arm_task_spec(envs[0].unwrapped.task, envs[0].unwrapped.identity["robot"])
     agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-    evaluator = Evaluator()
+    evaluator = Evaluator(env_kwargs)
 
     def policy(obs):
         with torch.no_grad():
@@ -141,20 +149,22 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
             emit(agent.env_steps // arms, *evaluator(policy), time.monotonic() - t0)
 
 
-def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95) -> None:
-    """Stable-Baselines3 SAC tuned like ours (2x128, lr 1e-3, gamma 0.95 or ``--set sac.gamma``, target entropy -6,
-    1,000 random steps)."""
+def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95, env_kwargs: dict | None = None) -> None:
+    """Stable-Baselines3 SAC tuned like ours (2x128, lr 1e-3, gamma 0.95 or ``--set sac.gamma``, target entropy
+    -joints (-6), 1,000 random steps)."""
     import gymnasium as gym
     from stable_baselines3 import SAC
 
     import mbpo_ros.sim  # noqa: F401
 
-    env = gym.make("mbpo_ros/ArmReach-v0")
+    env_kwargs = env_kwargs or {}
+    env = gym.make(ENV_ID, **env_kwargs)
     model = SAC(
         "MlpPolicy", env, learning_rate=1e-3, gamma=gamma, batch_size=256, learning_starts=1000,
-        target_entropy=-6.0, policy_kwargs={"net_arch": [128, 128]}, seed=seed, device="cpu", verbose=0,
+        target_entropy=-float(env.action_space.shape[0]), policy_kwargs={"net_arch": [128, 128]}, seed=seed,
+        device="cpu", verbose=0,
     )
-    evaluator = Evaluator()
+    evaluator = Evaluator(env_kwargs)
     t0 = time.monotonic()
     done_steps = 0
     while done_steps < steps:
@@ -181,7 +191,7 @@ def steps_to(rows: list[dict], label: str, target: float) -> dict[int, int | Non
     return out
 
 
-def plot(csv_path: Path, png_path: Path, labels: list[str] | None = None) -> None:
+def plot(csv_path: Path, png_path: Path, labels: list[str] | None = None, title: str | None = None) -> None:
     """Success against real steps per label: mean over seeds, band from min to max."""
     import matplotlib
 
@@ -210,7 +220,7 @@ def plot(csv_path: Path, png_path: Path, labels: list[str] | None = None) -> Non
     ax.axhline(90, color="grey", ls=":", lw=1)
     ax.set_xlabel("real env steps (20 Hz: 1,200 steps = 1 minute of robot time)")
     ax.set_ylabel("success, 50 fixed episodes (%)")
-    ax.set_title("Reach, 6-joint twin, 3 cm: deterministic policy")
+    ax.set_title(title or "Reach, 6-joint twin, 3 cm: deterministic policy")
     ax.set_ylim(-2, 102)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -230,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field of mbpo/sac (dotted name, JSON value; sb3: sac.gamma only); "
                         "repeatable")
+    p.add_argument("--task", default="reach", help="task of the registry (reach, track, a plugin's; default reach)")
+    p.add_argument("--arm", default="arm6", help="arm of benchmarks/arm_reach.py (arm6, pusher, reacher; default arm6)")
     p.add_argument("--label", default=None, help="name of this setting in the CSV and plot (default: the algo)")
     p.add_argument("--out", type=Path, default=Path("runs/sample_efficiency"))
     p.add_argument("--plot-only", action="store_true", help="only redraw the plot from the CSV")
@@ -252,7 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.arms < 1 or (args.arms > 1 and args.algo == "sb3"):
             print("sample_efficiency: --arms must be >= 1, and 1 for sb3", file=sys.stderr)
             return 2
-        settings = json.dumps({**overrides, **({"arms": args.arms} if args.arms > 1 else {})}, sort_keys=True)
+        if args.arm not in ARMS:
+            print(f"sample_efficiency: no arm {args.arm!r}; arms: {', '.join(ARMS)}", file=sys.stderr)
+            return 2
+        env_kwargs = {**ARMS[args.arm](), "task": args.task}
+        settings = json.dumps({**overrides, **({"arms": args.arms} if args.arms > 1 else {}),
+                               **({"task": args.task} if args.task != "reach" else {}),
+                               **({"arm": args.arm} if args.arm != "arm6" else {})}, sort_keys=True)
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
@@ -270,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 if args.algo == "sb3":
                     run_sb3(seed, args.steps, args.eval_every, emit, **({"gamma": overrides["sac.gamma"]}
-                                                                        if overrides else {}))
+                                                                        if overrides else {}), env_kwargs=env_kwargs)
                 else:
-                    run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit, args.arms)
-    plot(csv_path, png_path, args.labels)
+                    run_ours(args.algo, seed, args.steps, args.eval_every, overrides, emit, args.arms, env_kwargs)
+    default = (args.task, args.arm) == ("reach", "arm6")
+    plot(csv_path, png_path, args.labels, None if default else f"{args.task}, {args.arm}: deterministic policy")
     rows = read_rows(csv_path)
     for label in args.labels or dict.fromkeys(r["label"] for r in rows):
         print(f"{label}: real steps to 90 % per seed: {steps_to(rows, label, 0.9)}")
