@@ -221,3 +221,28 @@ def test_forward_kinematics_follows_the_agent_joint_order(tmp_path):
         np.testing.assert_allclose(fk(q[order]), dh_forward(UR5E_DH, q, False), atol=1e-6)
     with pytest.raises(ValueError, match="not in"):
         ForwardKinematics(path, ["joint_a"], ee_body="tool0")
+
+
+@pytest.mark.parametrize("arm", sorted(ARMS))
+def test_the_automatic_goal_box_holds_goals_the_arm_can_reach(arm, tmp_path):
+    """Regression (issue 13): the 10-90 % box of the end effector's positions is a box around a curved
+    cloud, and 7 % of the pusher's goals (of the 2-joint reacher's too) lay out of its reach, so no policy
+    could reach 90 % success there. The automatic box is now shrunk until the arm reaches its goals:
+    for 100 goals drawn from it, inverse kinematics from 8 random joint positions within the limits
+    finds joint positions whose end effector is within 1 cm, on at least 97 of them."""
+    from mbpo_ros.sim.arm_model import reach_error
+
+    make, servo, ee_body, _, _ = ARMS[arm]
+    path = make(tmp_path)
+    profile = arm_profile(path, servo=servo, ee_body=ee_body)
+    model = load_arm_model(path, servo, ee_body)
+    data = mujoco.MjData(model)
+    jids = arm_joints(model, profile.joint_names)
+    sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "ee_site")
+    limits = (np.clip(profile.position_lower, -np.pi, None), np.clip(profile.position_upper, None, np.pi))
+    rng = np.random.default_rng(7)
+    goals = rng.uniform(profile.goal_low, profile.goal_high, size=(100, 3))
+    errors = [min(reach_error(model, data, jids, sid, limits, g, rng.uniform(*limits), iterations=200)
+                  for _ in range(8)) for g in goals]
+    assert np.mean(np.array(errors) < 0.01) >= 0.97, f"{arm}: {np.sort(errors)[-5:]}"
+    assert np.all(np.asarray(profile.goal_high) - np.asarray(profile.goal_low) >= 0)
