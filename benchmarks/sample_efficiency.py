@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -271,11 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = json.dumps({**overrides, **({"arms": args.arms} if args.arms > 1 else {}),
                                **({"task": args.task} if args.task != "reach" else {}),
                                **({"arm": args.arm} if args.arm != "arm6" else {})}, sort_keys=True)
-        new = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
+            # Two runs started side by side on a new CSV: one header, from whichever takes the lock first.
+            fcntl.flock(f, fcntl.LOCK_EX)
+            if os.fstat(f.fileno()).st_size == 0:
                 writer.writeheader()
+                f.flush()
+            fcntl.flock(f, fcntl.LOCK_UN)
             for seed in args.seeds:
 
                 def emit(step, success, dist, wall, seed=seed):
