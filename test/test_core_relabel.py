@@ -34,6 +34,25 @@ def _episode(goal, steps=30, seed=3, env_id="mbpo_ros/ArmReach-v0"):
     return [torch.as_tensor(np.stack([row[i] for row in rows]), dtype=torch.float32) for i in range(4)]
 
 
+def _after_one_retrain(task, episode, **mbpo):
+    """MBPO with preset("reach") made small (60 random steps, 500 rollout starts, 20 model updates, no
+    truncation, one SAC update per step; `mbpo` overrides MBPOConfig fields), fed the episode's 60
+    transitions: one model retrain and one rollout."""
+    obs, act, rew, nxt = episode
+    cfg = preset("reach")
+    cfg.device = "cpu"
+    m = cfg.mbpo
+    m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
+    m.utd = 1
+    for key, value in mbpo.items():
+        setattr(m, key, value)
+    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
+    for i in range(60):
+        agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
+    agent.step()
+    return agent
+
+
 def test_reach_relabelled_transitions_are_the_twins_transitions_for_that_goal():
     task = get_task("reach")
     g1, g2 = np.array([0.45, -0.1, 0.3]), np.array([0.3, 0.15, 0.1])
@@ -78,17 +97,8 @@ def test_tasks_without_a_goal_ignore_relabelling_and_cannot_relabel():
 
 def test_rollouts_from_relabelled_starts_practise_new_goals():
     """One real goal in the buffer; with rollout_relabel_ratio 1 the model data spans the goal box."""
-    task = get_task("reach")
-    cfg = preset("reach")
-    cfg.device = "cpu"
-    m = cfg.mbpo
-    m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
-    m.rollout_relabel_ratio, m.model_relabel, m.relabel_ratio, m.utd = 1.0, True, 0.5, 1
-    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3]), steps=60)
-    for i in range(60):
-        agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
-    agent.step()
+    agent = _after_one_retrain(get_task("reach"), _episode(np.array([0.45, -0.1, 0.3]), steps=60),
+                               rollout_relabel_ratio=1.0, model_relabel=True, relabel_ratio=0.5)
     assert agent.model_trains == 1 and agent.sac_updates == 1
     real_goals = agent.real_buffer.obs[: agent.real_buffer.size, 15:18]
     model_goals = agent.model_buffer.obs[: agent.model_buffer.size, 15:18]
@@ -129,18 +139,9 @@ def test_goal_free_model_rollouts_keep_each_starts_goal_and_derive_the_offset_fr
     """With mbpo.goal_free_model the ensemble never sees a goal, and every model transition keeps its
     start's goal exactly, with the goal offset = goal - predicted end effector (no drift, no mismatch);
     without it the model predicts the goal and the offset freely and neither holds."""
-    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3]), steps=60)
-    task = get_task("reach")
+    episode = _episode(np.array([0.45, -0.1, 0.3]), steps=60)
     for goal_free in (True, False):
-        cfg = preset("reach")
-        cfg.device = "cpu"
-        m = cfg.mbpo
-        m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
-        m.rollout_relabel_ratio, m.utd, m.goal_free_model = 0.5, 1, goal_free
-        agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-        for i in range(60):
-            agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
-        agent.step()
+        agent = _after_one_retrain(get_task("reach"), episode, rollout_relabel_ratio=0.5, goal_free_model=goal_free)
         n = agent.model_buffer.size
         o, no = agent.model_buffer.obs[:n], agent.model_buffer.next_obs[:n]
         assert n > 0 and o[:, 15:18].std(dim=0).min() > 0.05  # relabelled starts: many goals
@@ -236,18 +237,11 @@ def test_track_goal_free_rollouts_move_each_starts_target_on_and_derive_the_offs
     effector. Before, Track had no relabelling: the model had to learn the target's motion from data."""
     from mbpo_ros.core.track import TrackTask
 
-    obs, act, rew, nxt = _episode(np.array([0.45, -0.1, 0.3, 0.3, 1.0]), steps=60, env_id=TRACK)
-    task, dt = get_task("track"), TrackTask().cfg.control_period
-    cfg = preset("reach")
-    cfg.device = "cpu"
-    m = cfg.mbpo
-    m.init_random_steps, m.rollout_batch_size, m.max_model_updates, m.uncertainty_threshold = 60, 500, 20, 0.0
-    m.utd = 1
-    assert m.goal_free_model and m.rollout_relabel_ratio > 0
-    agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-    for i in range(60):
-        agent.add(obs[i].numpy(), act[i].numpy(), float(rew[i]), nxt[i].numpy(), False)
-    agent.step()
+    dt = TrackTask().cfg.control_period
+    m = preset("reach").mbpo
+    assert m.goal_free_model and m.rollout_relabel_ratio > 0  # the preset's own settings
+    agent = _after_one_retrain(get_task("track"), _episode(np.array([0.45, -0.1, 0.3, 0.3, 1.0]), steps=60,
+                                                           env_id=TRACK))
     n = agent.model_buffer.size
     o, no = agent.model_buffer.obs[:n], agent.model_buffer.next_obs[:n]
     assert n > 0 and o[:, 15:18].std(dim=0)[:2].min() > 0.05  # relabelled starts: many circles
