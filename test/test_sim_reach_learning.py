@@ -1,18 +1,18 @@
-"""Learning: MBPO with preset("reach") learns Reach on the gym twin within 1,500 real steps (issue 13's
+"""Learning: MBPO with preset("reach") learns Reach on the gym twin within 750 real steps (issue 13's
 guard against regressions in sample efficiency).
 
 In-process MBPO on ``mbpo_ros/ArmReach-v0``, seed 0, one torch thread; then the deterministic policy on
 50 fixed episodes (``reset(seed=10_000 + k)``), as benchmarks/sample_efficiency.py evaluates. The
-benchmark (docs/benchmarks.md, "Fifth round") has seed 0 of the current preset (utd 20, SAC batches of
-512, gamma 0.85) at 90 % / 1.7 cm after 1,250 steps and 84 % / 2.1 cm after 1,500; the preset before the
-fifth round (utd 10, batches of 256, gamma 0.95) was at 8 % / 5.9 cm after 1,500 steps (its guard asked
-for 2,000), the preset before goal relabelling at 0 % / 18.1 cm, and the random policy is at 0 % and
-about 30 cm. The thresholds sit between. Cost: about 100 s on the 2-core box (500 learning steps at
-twice the old preset's compute per step, after 1,000 random ones).
+benchmark (docs/benchmarks.md, "Eighth round") has seed 0 of the current preset (learning from env step
+250, model rollouts of 3 steps) at 100 % / 1.6 cm after 750 steps; the preset before (1,000 random steps,
+rollouts of 1 step) was still taking random actions there (0 %, 57 cm) and reached 90 % / 1.7 cm after
+1,250; the random policy is at 0 % and about 30 cm. The thresholds sit between. Cost: about 100 s on the
+2-core box (500 learning steps, as the guard of the fifth round's preset at 1,500 steps).
 
-The second task, track (a target moving on a circle, 4 cm), is guarded the same way at 1,250 steps on
-seed 1: the benchmark (docs/benchmarks.md, "Sixth round") has it at 98 % / 2.0 cm there since track
-relabels its goals; before, the same preset left seed 1 at 0 % / 55 cm after 3,000 steps. About 70 s.
+The second task, track (a target moving on a circle, 4 cm), is guarded the same way at 750 steps on
+seed 1: the benchmark has it at 100 % / 1.4 cm there (the preset before: 98 % / 2.0 cm at 1,250); the
+sixth round's preset, before track relabelled its goals, left seed 1 at 0 % / 55 cm after 3,000 steps.
+About 100 s.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ gym = pytest.importorskip("gymnasium")
 
 pytestmark = pytest.mark.slow
 
-STEPS = 1_500
+STEPS = 750
 EPISODES = 50
 
 
@@ -69,18 +69,18 @@ def _train(task_name: str, env_id: str, steps: int, seed: int):
     return policy
 
 
-def test_mbpo_reach_preset_learns_reach_within_1500_steps(one_torch_thread):
+def test_mbpo_reach_preset_learns_reach_within_750_steps(one_torch_thread):
     success, distance = _evaluate(_train("reach", "mbpo_ros/ArmReach-v0", STEPS, seed=0))
     assert distance < 0.05 and success >= 0.5, (
         f"after {STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
-        "(seed 0 reached 84 % and 2.1 cm in the benchmark)"
+        "(seed 0 reached 100 % and 1.6 cm in the benchmark)"
     )
 
 
-def test_mbpo_reach_preset_learns_track_within_1250_steps(one_torch_thread):
+def test_mbpo_reach_preset_learns_track_within_750_steps(one_torch_thread):
     env_id = "mbpo_ros/ArmTrack-v0"
-    success, distance = _evaluate(_train("track", env_id, 1_250, seed=1), env_id)
+    success, distance = _evaluate(_train("track", env_id, STEPS, seed=1), env_id)
     assert distance < 0.05 and success >= 0.5, (
-        f"track after 1,250 real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
-        "(seed 1 reached 98 % and 2.0 cm in the benchmark)"
+        f"track after {STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
+        "(seed 1 reached 100 % and 1.4 cm in the benchmark)"
     )
