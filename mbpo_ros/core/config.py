@@ -337,7 +337,7 @@ def _reach() -> Config:
     # stopped early; its Reach curves are unchanged step for step.
     cfg.ensemble.early_stop_patience = 30
     # Issue 13, eighth round: learning from env step 250 (not 1,000) with model rollouts of 3 steps from the
-    # first retrain (the paper's schedule, 1 growing to 5 over epochs counted after the random steps, never left
+    # first retrain (the schedule before, 1 growing to 5 over epochs counted after the random steps, never left
     # length 1 within 3,000 steps) took the 7-joint pusher's first 90 % from 5,000 / 5,000 real steps to 2,000 /
     # 2,500 / 2,000 (seeds 0 / 1 / 2), the 6-joint arm's Reach from 1,250 / 1,500 / 1,500 to 750 / 500 / 750
     # and track from 1,500 / 1,250 / 1,250 to 500 / 500 / 500. It costs about 1.4x the SAC updates of a
