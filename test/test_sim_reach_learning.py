@@ -25,7 +25,7 @@ gym = pytest.importorskip("gymnasium")
 
 pytestmark = pytest.mark.slow
 
-STEPS = 750
+REACH_STEPS = 750
 TRACK_STEPS = 600
 EPISODES = 50
 
@@ -71,9 +71,9 @@ def _train(task_name: str, env_id: str, steps: int, seed: int):
 
 
 def test_mbpo_reach_preset_learns_reach_within_750_steps(one_torch_thread):
-    success, distance = _evaluate(_train("reach", "mbpo_ros/ArmReach-v0", STEPS, seed=0))
+    success, distance = _evaluate(_train("reach", "mbpo_ros/ArmReach-v0", REACH_STEPS, seed=0))
     assert distance < 0.05 and success >= 0.5, (
-        f"after {STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
+        f"after {REACH_STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
         "(seed 0 reached 100 % and 1.6 cm in the benchmark)"
     )
 
