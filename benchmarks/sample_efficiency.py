@@ -54,7 +54,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from arm_reach import ARMS  # noqa: E402  (the arms, shared with arm_reach.py)
 
 EVAL_EPISODES = 50
-EVAL_SEED0 = 10_000
 FIELDS = ["label", "algo", "seed", "real_steps", "success", "distance_cm", "wall_s", "settings"]
 ENV_ID = "mbpo_ros/ArmReach-v0"
 
@@ -72,28 +71,19 @@ SAC_SETTINGS = {
 }
 
 
-class Evaluator:
-    """The fixed evaluation: 50 episodes stepped side by side, the policy called on all 50 at once."""
+def evaluator(env_kwargs: dict):
+    """The fixed evaluation (mbpo_ros.sim_eval.FixedEpisodes: the 50 episodes of ``mbpo-ros eval --seed 0``,
+    stepped side by side): policy [N, obs_dim] -> [N, act_dim] deterministic to (success rate, mean final
+    distance m)."""
+    from mbpo_ros.sim_eval import FixedEpisodes
 
-    def __init__(self, env_kwargs: dict, episodes: int = EVAL_EPISODES):
-        import gymnasium as gym
+    episodes = FixedEpisodes(EVAL_EPISODES, 0, **env_kwargs)
 
-        import mbpo_ros.sim  # noqa: F401  (registers the env)
+    def evaluate(policy) -> tuple[float, float]:
+        result = episodes(policy)
+        return result.success_rate, result.final_distance_m
 
-        self.envs = [gym.make(ENV_ID, **env_kwargs).unwrapped for _ in range(episodes)]
-
-    def __call__(self, policy) -> tuple[float, float]:
-        """policy: [N, obs_dim] -> [N, act_dim] deterministic. Returns (success rate, mean final distance m)."""
-        obs = np.stack([env.reset(seed=EVAL_SEED0 + k)[0] for k, env in enumerate(self.envs)])
-        infos: list[dict] = []
-        done = False
-        while not done:
-            act = policy(obs)
-            out = [env.step(a) for env, a in zip(self.envs, act)]
-            obs = np.stack([o[0] for o in out])
-            infos = [o[4] for o in out]
-            done = out[0][3]
-        return float(np.mean([i["is_success"] for i in infos])), float(np.mean([i["distance"] for i in infos]))
+    return evaluate
 
 
 def _config(algo: str, overrides: dict, seed: int):
@@ -132,7 +122,7 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
     envs = [gym.make(ENV_ID, **env_kwargs) for _ in range(arms)]
     task = arm_task_spec(envs[0].unwrapped.task, envs[0].unwrapped.identity["robot"])
     agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-    evaluator = Evaluator(env_kwargs)
+    evaluate = evaluator(env_kwargs)
 
     def policy(obs):
         with torch.no_grad():
@@ -148,7 +138,7 @@ def run_ours(algo: str, seed: int, steps: int, eval_every: int, overrides: dict,
         agent.step()
         obs[i] = envs[i].reset()[0] if term or trunc else next_obs
         if agent.env_steps % (eval_every * arms) == 0:
-            emit(agent.env_steps // arms, *evaluator(policy), time.monotonic() - t0)
+            emit(agent.env_steps // arms, *evaluate(policy), time.monotonic() - t0)
 
 
 def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95, env_kwargs: dict | None = None) -> None:
@@ -166,13 +156,13 @@ def run_sb3(seed: int, steps: int, eval_every: int, emit, gamma: float = 0.95, e
         target_entropy=-float(env.action_space.shape[0]), policy_kwargs={"net_arch": [128, 128]}, seed=seed,
         device="cpu", verbose=0,
     )
-    evaluator = Evaluator(env_kwargs)
+    evaluate = evaluator(env_kwargs)
     t0 = time.monotonic()
     done_steps = 0
     while done_steps < steps:
         model.learn(total_timesteps=eval_every, reset_num_timesteps=done_steps == 0)
         done_steps += eval_every
-        emit(done_steps, *evaluator(lambda o: model.predict(o, deterministic=True)[0]), time.monotonic() - t0)
+        emit(done_steps, *evaluate(lambda o: model.predict(o, deterministic=True)[0]), time.monotonic() - t0)
 
 
 def read_rows(csv_path: Path) -> list[dict]:

@@ -8,7 +8,8 @@ ROS 2, without the transport. An episode succeeds when the end effector ends it 
     mbpo-ros eval --checkpoint runs/reach-20261125-120000/checkpoint --episodes 50 --seed 0
 
 Python API (used by `mbpo-ros train` and the tests): :func:`load_policy`, :func:`evaluate`,
-:func:`random_policy_baseline`.
+:func:`random_policy_baseline`; :class:`FixedEpisodes`, the same episodes stepped side by side for a
+policy in training (benchmarks/sample_efficiency.py, the learning tests).
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ class EvalResult:
     """mean undiscounted episode return"""
     wall_seconds: float
     """time the evaluation took"""
+
+    @classmethod
+    def of(cls, successes, distances, returns, started: float) -> EvalResult:
+        """The result of episodes with these outcomes, begun at ``time.perf_counter()`` = ``started``."""
+        return cls(episodes=len(successes), success_rate=float(np.mean(successes)),
+                   final_distance_m=float(np.mean(distances)), final_distance_median_m=float(np.median(distances)),
+                   mean_return=float(np.mean(returns)), wall_seconds=time.perf_counter() - started)
 
     def line(self) -> str:
         return (f"success {self.success_rate:.0%} over {self.episodes} episodes, final distance "
@@ -169,14 +177,47 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
     finally:
         if own_env:
             env.close()
-    return EvalResult(
-        episodes=episodes,
-        success_rate=float(np.mean(successes)),
-        final_distance_m=float(np.mean(distances)),
-        final_distance_median_m=float(np.median(distances)),
-        mean_return=float(np.mean(returns)),
-        wall_seconds=time.perf_counter() - t0,
-    )
+    return EvalResult.of(successes, distances, returns, t0)
+
+
+class FixedEpisodes:
+    """The episodes :func:`run_episodes` runs (episode i resets with seed ``seed + EVAL_SEED_OFFSET + i``),
+    stepped side by side, each in its own env, so a policy in training is called once per control step
+    on all of them: ``act(obs [episodes, obs_dim]) -> actions [episodes, act_dim]``.
+
+    The envs are made once and reused by every call, which evaluates from the same resets, so a learning
+    curve's evaluations differ only in the policy. Success is the env's own ``info["is_success"]`` at an
+    episode's last step (the task's threshold), the distance its ``info["distance"]``.
+
+        evaluator = FixedEpisodes(50, seed=0, task="track")   # keyword arguments as gym.make's
+        result = evaluator(lambda obs: actor(obs))             # an EvalResult
+    """
+
+    def __init__(self, episodes: int = 50, seed: int = 0, **env_kwargs):
+        if episodes < 1:
+            raise ValueError(f"episodes = {episodes} must be at least 1")
+        self.seed = int(seed)
+        self.envs = [make_env(**env_kwargs).unwrapped for _ in range(episodes)]
+
+    def __call__(self, act: Callable[[np.ndarray], np.ndarray]) -> EvalResult:
+        t0 = time.perf_counter()
+        n = len(self.envs)
+        obs = np.stack([env.reset(seed=self.seed + EVAL_SEED_OFFSET + i)[0] for i, env in enumerate(self.envs)])
+        returns = np.zeros(n)
+        final: list[dict | None] = [None] * n
+        while any(f is None for f in final):
+            actions = act(obs)
+            for i, env in enumerate(self.envs):
+                if final[i] is None:  # an episode that ended keeps its last observation
+                    obs[i], reward, terminated, truncated, info = env.step(actions[i])
+                    returns[i] += float(reward)
+                    if terminated or truncated:
+                        final[i] = info
+        return EvalResult.of([f["is_success"] for f in final], [f["distance"] for f in final], returns, t0)
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
 
 
 def evaluate(policy, episodes: int = 50, seed: int = 0, env=None,

@@ -80,6 +80,53 @@ def test_random_policy_baseline_is_deterministic_and_poor():
     assert a.final_distance_m > 0.03
 
 
+def _ends_far_task():
+    from mbpo_ros.core.reach import ReachTask
+
+    class EndsFar(ReachTask):
+        """Reach whose episodes end where the end effector is over 45 cm from its goal: with the policy
+        below, episodes of different lengths."""
+
+        name = "reach_ends_far"
+
+        def termination_batch(self, obs, act, next_obs):
+            return self.distance(next_obs) > 0.45
+
+    return EndsFar
+
+
+@pytest.mark.parametrize("ends_early", [False, True], ids=["reach", "episodes_of_different_lengths"])
+def test_fixed_episodes_side_by_side_are_the_episodes_one_by_one(ends_early):
+    """FixedEpisodes (benchmarks, learning tests) evaluates exactly what `mbpo-ros eval` does: the same
+    resets, the same outcome per episode, also when episodes end at different steps."""
+    task = _ends_far_task() if ends_early else "reach"
+    lengths: list[int] = []
+    calls = [0]
+
+    def act(obs):
+        return np.tanh(obs[..., :6])
+
+    def counted(obs, rng):
+        calls[0] += 1
+        return act(obs)
+
+    env = sim_eval.make_env(task=task)
+    one = sim_eval.run_episodes(counted, 4, 3, env, on_episode=lambda: lengths.append(calls[0] - sum(lengths)))
+    env.close()
+    evaluator = sim_eval.FixedEpisodes(4, 3, task=task)
+    side = evaluator(act)
+    again = evaluator(act)  # the envs are reused: the same resets, the same result
+    evaluator.close()
+    for a, b in ((one, side), (side, again)):
+        assert (a.episodes, a.success_rate) == (b.episodes, b.success_rate)
+        np.testing.assert_allclose([a.final_distance_m, a.final_distance_median_m, a.mean_return],
+                                   [b.final_distance_m, b.final_distance_median_m, b.mean_return], rtol=1e-9)
+    if ends_early:
+        assert len(set(lengths)) > 1, lengths  # some end early, at different steps
+    else:
+        assert lengths == [100] * 4
+
+
 def _tiny_checkpoint(path: Path, seed: int = 0):
     """A real MBPO trained for a few updates on random Reach transitions, saved like the trainer does."""
     import dataclasses

@@ -2,7 +2,7 @@
 guard against regressions in sample efficiency).
 
 In-process MBPO on ``mbpo_ros/ArmReach-v0``, seed 0, one torch thread; then the deterministic policy on
-50 fixed episodes (``reset(seed=10_000 + k)``), as benchmarks/sample_efficiency.py evaluates. The
+50 fixed episodes (``reset(seed=10_000 + k)``, sim_eval.FixedEpisodes), as benchmarks/sample_efficiency.py evaluates. The
 benchmark (docs/benchmarks.md, "Eighth round") has seed 0 of the current preset (learning from env step
 250, model rollouts of 3 steps) at 100 % / 1.6 cm after 750 steps; the preset before (1,000 random steps,
 rollouts of 1 step) was still taking random actions there (0 %, 57 cm) and reached 90 % / 1.7 cm after
@@ -17,7 +17,6 @@ seed 1: the benchmark has it at 100 % / 1.7 cm after 500 and 100 % / 1.4 cm afte
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -27,19 +26,14 @@ pytestmark = pytest.mark.slow
 
 REACH_STEPS = 750
 TRACK_STEPS = 600
-EPISODES = 50
 
 
-def _evaluate(policy, env_id: str = "mbpo_ros/ArmReach-v0") -> tuple[float, float]:
+def _evaluate(policy, **env_kwargs) -> tuple[float, float]:
     """Success rate and mean final distance (m) of the deterministic policy on the 50 fixed episodes."""
-    envs = [gym.make(env_id).unwrapped for _ in range(EPISODES)]
-    obs = np.stack([env.reset(seed=10_000 + k)[0] for k, env in enumerate(envs)])
-    done = False
-    while not done:
-        out = [env.step(a) for env, a in zip(envs, policy(obs))]
-        obs, done = np.stack([o[0] for o in out]), out[0][3]
-    infos = [o[4] for o in out]
-    return float(np.mean([i["is_success"] for i in infos])), float(np.mean([i["distance"] for i in infos]))
+    from mbpo_ros.sim_eval import FixedEpisodes
+
+    result = FixedEpisodes(50, 0, **env_kwargs)(policy)
+    return result.success_rate, result.final_distance_m
 
 
 def _train(task_name: str, env_id: str, steps: int, seed: int):
@@ -80,7 +74,7 @@ def test_mbpo_reach_preset_learns_reach_within_750_steps(one_torch_thread):
 
 def test_mbpo_reach_preset_learns_track_within_600_steps(one_torch_thread):
     env_id = "mbpo_ros/ArmTrack-v0"
-    success, distance = _evaluate(_train("track", env_id, TRACK_STEPS, seed=1), env_id)
+    success, distance = _evaluate(_train("track", env_id, TRACK_STEPS, seed=1), task="track")
     assert distance < 0.05 and success >= 0.5, (
         f"track after {TRACK_STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
         "(seed 1 reached 100 % and 1.7 cm after 500 steps in the benchmark)"

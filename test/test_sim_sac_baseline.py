@@ -20,18 +20,12 @@ RANDOM_STEPS = 1_000
 EVAL_EPISODES = 20
 
 
-def _evaluate(env, act) -> tuple[float, float]:
-    """Mean final success and final distance over EVAL_EPISODES fixed-seed episodes."""
-    succ, dist = [], []
-    for i in range(EVAL_EPISODES):
-        obs, _ = env.reset(seed=10_000 + i)
-        done = False
-        while not done:
-            obs, _, term, trunc, info = env.step(act(obs))
-            done = term or trunc
-        succ.append(info["is_success"])
-        dist.append(info["distance"])
-    return float(np.mean(succ)), float(np.mean(dist))
+def _evaluate(act) -> tuple[float, float]:
+    """Mean final success and final distance over EVAL_EPISODES fixed-seed episodes, side by side."""
+    from mbpo_ros.sim_eval import FixedEpisodes
+
+    result = FixedEpisodes(EVAL_EPISODES, 0)(act)
+    return result.success_rate, result.final_distance_m
 
 
 def test_sac_learns_reach_through_the_gym_env(one_torch_thread):
@@ -43,12 +37,11 @@ def test_sac_learns_reach_through_the_gym_env(one_torch_thread):
 
     torch.manual_seed(0)
     env = gym.make("mbpo_ros/ArmReach-v0")
-    eval_env = gym.make("mbpo_ros/ArmReach-v0")
     obs_dim = env.observation_space.shape[0]
     act_dim = env.action_space.shape[0]
     rng = np.random.default_rng(0)
 
-    base_succ, base_dist = _evaluate(eval_env, lambda o: rng.uniform(-1, 1, act_dim))
+    base_succ, base_dist = _evaluate(lambda o: rng.uniform(-1, 1, (len(o), act_dim)))
 
     cfg = SACConfig(hidden_size=128, num_hidden=2, lr=1e-3, gamma=0.95, batch_size=256)
     sac = SAC(obs_dim, act_dim, cfg, target_entropy=-float(act_dim), device="cpu",
@@ -78,9 +71,9 @@ def test_sac_learns_reach_through_the_gym_env(one_torch_thread):
 
     def policy(o):
         with torch.no_grad():
-            return sac.actor.deterministic(torch.as_tensor(o)[None])[0].numpy()
+            return sac.actor.deterministic(torch.as_tensor(o)).numpy()
 
-    succ, dist = _evaluate(eval_env, policy)
+    succ, dist = _evaluate(policy)
     assert base_succ <= 0.1, f"random policy already succeeds {base_succ:.0%}: the task is too easy"
     assert succ >= base_succ + 0.4, f"SAC success {succ:.0%} after {STEPS} steps (random {base_succ:.0%})"
     assert dist < 0.5 * base_dist, f"final distance {dist:.3f} m, random policy {base_dist:.3f} m"
