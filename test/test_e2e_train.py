@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
-#: reduced budget (the default is 3000). With goal relabelling in the preset (issue 13), 3000 steps gave
+#: reduced budget (the default is 2000; it was 3000 when these figures were taken). With goal relabelling in the preset (issue 13), 3000 steps gave
 #: 80 % deterministic success and 1.9 cm (random: 0 %) in 6.5 min under load 5.7 (about 3 min quiet);
 #: before relabelling this test needed 4500 steps. The fifth round's preset (utd 20, SAC batches of 512,
 #: gamma 0.85) costs twice the compute per learning step and learns in fewer: 2000 steps. The eighth
