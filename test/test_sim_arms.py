@@ -15,7 +15,9 @@ import pytest
 from arm_urdf import (
     ARMS,
     PANDA_DH,
+    PANDA_EFFORT,
     PANDA_FLANGE,
+    PANDA_HOME,
     UR5E_DH,
     UR5E_JOINTS,
     dh_forward,
@@ -149,6 +151,25 @@ def test_conversion_goes_through_mjspec_and_keeps_the_motor_torque_limit():
     assert model.actuator_biasprm[a, 2] < 0 and model.actuator_gainprm[a, 0] > 0  # velocity servo: kv
     pos = load_arm_model(gym_asset("reacher.xml"), servo="position", ee_body="fingertip")
     assert pos.actuator_biasprm[1, 1] < 0  # position servo: -kp
+
+
+def test_a_urdf_arms_effort_limits_bound_its_converted_servos(tmp_path):
+    """URDF has no actuators, but its joints' ``<limit effort>`` (the Panda's 87 / 12 N m) becomes each
+    joint's actuator force range (MuJoCo's URDF import), which bounds the servo the twin adds: driven at
+    full speed from the home pose, the shoulder's servo saturates at 87 N m and no joint ever exceeds its
+    effort."""
+    model = load_arm_model(str(panda_urdf(tmp_path / "panda.urdf")), servo="velocity", ee_body="panda_link8")
+    np.testing.assert_allclose(model.jnt_actfrcrange[:, 1], PANDA_EFFORT)
+    assert model.jnt_actfrclimited.all()
+    data = mujoco.MjData(model)
+    data.qpos[:] = PANDA_HOME
+    peak = np.zeros(model.nv)
+    for _ in range(500):  # 1 s at the 2 ms step
+        data.ctrl[:] = model.actuator_ctrlrange[:, 1]
+        mujoco.mj_step(model, data)
+        peak = np.maximum(peak, np.abs(data.qfrc_actuator))
+    assert np.all(peak <= np.asarray(PANDA_EFFORT) + 1e-6), peak
+    assert peak[1] == pytest.approx(PANDA_EFFORT[1]), peak  # the limit binds: unbounded, the gain asks for more
 
 
 def test_check_model_command_prints_what_is_missing_and_how_to_fix_it(tmp_path):
