@@ -6,6 +6,7 @@ loads, is converted to velocity servos with an end-effector site through MjSpec,
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 
@@ -46,6 +47,8 @@ def test_every_arm_loads_converts_checks_and_tracks_velocity_commands(arm, tmp_p
     assert len(report.joints) == n and report.reach_low is not None
     assert report.integrator == "implicitfast"
     assert all(a["kind"] == "velocity" for a in report.actuators if a["joint"] in {j["name"] for j in report.joints})
+    # every arm's drives saturate, as real ones do: a motor's torque range, a URDF's effort, the bundled forcerange
+    assert all(a["force_limit"] is not None and a["force_limit"] > 0 for a in report.actuators), report.text()
 
     twin = ArmTwin(TwinConfig(model_path=path, servo=servo, ee_body=ee_body))
     assert twin.n_joints == n
@@ -181,8 +184,16 @@ def test_check_model_command_prints_what_is_missing_and_how_to_fix_it(tmp_path):
     good = subprocess.run([*MBPO_ROS, "check-model", path, "--servo", "velocity", "--ee-body", "tool0"],
                           capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stderr
-    for word in ("shoulder_pan_joint", "wrist_3_joint", "velocity", "reach box", "implicitfast", "OK"):
+    for word in ("shoulder_pan_joint", "wrist_3_joint", "velocity", "reach box", "implicitfast", "OK",
+                 "force limit 150 N m", "force limit 28 N m"):  # the URDF's efforts bound the servos
         assert word in good.stdout
+    assert "no force limit" not in good.stdout
+    # without the efforts the arm is still usable, but the report says what the twin's servos lack
+    (tmp_path / "free.urdf").write_text(re.sub(r'effort="[^"]*"', "", open(path).read()))
+    free = subprocess.run([*MBPO_ROS, "check-model", str(tmp_path / "free.urdf"), "--servo", "velocity",
+                           "--ee-body", "tool0"], capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0, free.stderr
+    assert "note: no force limit on 'shoulder_pan_joint_servo'" in free.stdout and "<limit effort" in free.stdout
 
 
 def _short_gym_args(out, robot, servo, ee_body, steps=200):

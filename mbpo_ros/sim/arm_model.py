@@ -77,6 +77,19 @@ def actuator_kind(model: mujoco.MjModel, a: int) -> str:
     return "other"
 
 
+def force_limit(model: mujoco.MjModel, a: int) -> float | None:
+    """The largest force (N m on a hinge, N on a slide) actuator `a` can apply, or None where nothing bounds
+    it: the tighter of its own ``forcerange`` and its joint's ``actuatorfrcrange`` (a URDF's effort limit)."""
+    bounds = []
+    if model.actuator_forcelimited[a]:
+        bounds.append(float(np.max(np.abs(model.actuator_forcerange[a]))))
+    if int(model.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT):
+        j = int(model.actuator_trnid[a, 0])
+        if model.jnt_actfrclimited[j]:
+            bounds.append(float(np.max(np.abs(model.jnt_actfrcrange[j]))))
+    return min(bounds) if bounds else None
+
+
 def is_urdf(path: str) -> bool:
     """True when the file's root element is <robot> (URDF), false for <mujoco> (MJCF)."""
     try:
@@ -253,7 +266,9 @@ class ArmReport:
             lines.append(f"    {j['name']:<28} {j['type']:<6} range {lim:<22} max velocity {j['max_velocity']:.4g}")
         lines.append("  actuators:")
         for a in self.actuators:
-            lines.append(f"    {a['label']:<28} {a['kind']:<12} on joint {a['joint']!r}")
+            limit = ("no force limit" if a["force_limit"] is None
+                     else f"force limit {a['force_limit']:.4g} {a['force_unit']}")
+            lines.append(f"    {a['label']:<28} {a['kind']:<12} on joint {a['joint']!r:<24} {limit}")
         if self.ee_position is not None:
             pos = ", ".join(f"{x:.3f}" for x in self.ee_position)
             lines.append(f"  end-effector site {self.ee_site!r} at ({pos}) m at the rest pose")
@@ -354,18 +369,28 @@ def check_arm(path: str, servo: str = "", ee_body: str = "", ee_site: str = "ee_
     rep.integrator = mujoco.mjtIntegrator(int(model.opt.integrator)).name.replace("mjINT_", "").lower()
     vlim = urdf_velocity_limits(path) if fmt == "URDF" else {}
     act_of: dict[int, int] = {}
+    unlimited: list[str] = []
     for a in range(model.nu):
         kind = actuator_kind(model, a)
-        joint = ""
+        joint, unit = "", ""
         if int(model.actuator_trntype[a]) == int(mujoco.mjtTrn.mjTRN_JOINT):
             j = int(model.actuator_trnid[a, 0])
             joint = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f"#{j}"
+            unit = "N" if int(model.jnt_type[j]) == int(mujoco.mjtJoint.mjJNT_SLIDE) else "N m"
             act_of.setdefault(j, a)
-        rep.actuators.append({"label": actuator_label(model, a), "kind": kind, "joint": joint})
+        limit = force_limit(model, a)
+        rep.actuators.append({"label": actuator_label(model, a), "kind": kind, "joint": joint,
+                              "force_limit": limit, "force_unit": unit})
+        if limit is None and kind in ("position", "velocity", "intvelocity"):
+            unlimited.append(actuator_label(model, a))
         if kind in ("motor", "other"):
             rep.missing.append(f"{actuator_label(model, a)} is a {'torque motor' if kind == 'motor' else kind} "
                                "actuator: the twin speaks a velocity or position interface; convert it with "
                                "--servo velocity (twin parameter servo:=velocity)")
+    if unlimited:
+        rep.notes.append(f"no force limit on {', '.join(unlimited)}: the twin's servos apply any torque their gains "
+                         "ask for, where a real drive saturates (set the actuator's forcerange, the joint's "
+                         "actuatorfrcrange, or a URDF <limit effort=...>)")
     if joint_names:
         jids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in joint_names]
     else:
