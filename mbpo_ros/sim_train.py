@@ -20,8 +20,9 @@ It exits non-zero with the node's last log lines if a node dies. Node logs are i
 
 Run directory: checkpoint/, transitions/ (a rosbag2 directory), episodes.csv (agent_node), metrics.csv, tb/,
 learning_curve.png, summary.json, logs/. ``--resume`` continues such a directory: the agent resumes
-from checkpoint/, metrics.csv keeps the rows up to the checkpoint, and training goes on until the
-run has ``--steps`` env steps in all.
+from checkpoint/, metrics.csv keeps the rows up to the checkpoint, the node logs are appended to, the
+twin gets a seed drawn from ``--seed`` and the steps done (its goals go on rather than repeat the first
+run's), and training goes on until the run has ``--steps`` env steps in all.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class GraphProcess:
 
     def start(self, env: dict[str, str]) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file = open(self.log_path, "w", buffering=1)  # noqa: SIM115 (closed in stop())
+        # appended: a resumed run keeps the node logs of the run it continues
+        self.log_file = open(self.log_path, "a", buffering=1)  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(self.argv, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -201,6 +203,17 @@ def _fmt(v: float, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def twin_seed(seed: int, done: int) -> int:
+    """The seed the graph runs with: ``seed``, or for a run resumed after ``done`` env steps one drawn from
+    both, so the twin's goals and start poses go on instead of replaying the first run's episodes (the
+    learner's random state comes from the checkpoint, not from the seed)."""
+    import numpy as np
+
+    if done == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(done)]).generate_state(1)[0] % 2**31)
+
+
 def _is_run_dir(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
@@ -258,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
                                  f"--task {args.task}")
             specs = graph.train_graph(graph.TrainArgs(
                 config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
-                device=args.device, run_dir=str(Path(out).resolve()), seed=args.seed, robot=args.robot,
+                device=args.device, run_dir=str(Path(out).resolve()), seed=twin_seed(args.seed, done), robot=args.robot,
                 servo=args.servo, ee_body=args.ee_body, task=args.task))
             domain = stack.enter_context(ros_domain())
         except (ValueError, FileNotFoundError) as exc:
@@ -289,8 +302,9 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
     out = out.resolve()
     t_start = time.monotonic()
 
-    print(f"mbpo-ros train: run directory {out}" + (f" (resuming at {done} env steps)" if done else ""),
-          flush=True)
+    print(f"mbpo-ros train: run directory {out}" + (
+        f" (resuming at {done} env steps; the twin's seed is now {twin_seed(args.seed, done)}, so its "
+        "episodes go on rather than repeat)" if done else ""), flush=True)
     arm = {"robot": str(Path(args.robot).expanduser().resolve()), "servo": args.servo,
            "ee_body": args.ee_body} if args.robot else {}
     env = make_env(task=args.task, **arm)

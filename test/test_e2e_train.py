@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +69,10 @@ def test_mbpo_ros_train_reduced_budget_beats_random(tmp_path):
     # the rows up to the checkpoint and add the new ones
     from mbpo_ros.sim_train import _checkpoint_steps
 
+    def twin_goals() -> list[str]:
+        return re.findall(r"episode \d+: goal (\(.*?\))", (out / "logs" / "twin_node.log").read_text())
+
+    first_goals = twin_goals()
     ckpt_steps = _checkpoint_steps(out / "checkpoint")
     assert ckpt_steps >= summary["env_steps"]
     target = ckpt_steps + 200
@@ -84,3 +89,9 @@ def test_mbpo_ros_train_reduced_budget_beats_random(tmp_path):
     steps = [int(float(r["env_steps"])) for r in later if r.get("train/episodes")]
     assert steps == sorted(steps) and steps[-1] >= target, steps
     assert len(steps) > len([r for r in mrows if r.get("train/episodes")]), "no episode after the resume"
+    # the twin's log keeps the first run's lines, and its episodes go on with new goals (regression: a resumed
+    # run restarted the twin from the same seed and replayed the first run's goals, and overwrote its log)
+    goals = twin_goals()
+    assert len(first_goals) >= 5 and goals[:len(first_goals)] == first_goals
+    new = goals[len(first_goals):]
+    assert new and not set(new) & set(first_goals), (first_goals[:3], new)
