@@ -203,7 +203,7 @@ def _fmt(v: float, spec: str) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
-def twin_seed(seed: int, done: int) -> int:
+def graph_seed(seed: int, done: int) -> int:
     """The seed the graph runs with: ``seed``, or for a run resumed after ``done`` env steps one drawn from
     both, so the twin's goals and start poses go on instead of replaying the first run's episodes (the
     learner's random state comes from the checkpoint, not from the seed)."""
@@ -271,8 +271,8 @@ def run(args: argparse.Namespace) -> int:
                                  f"--task {args.task}")
             specs = graph.train_graph(graph.TrainArgs(
                 config=args.config, lockstep=True, use_sim_time=True, real_time_factor=0.0,
-                device=args.device, run_dir=str(Path(out).resolve()), seed=twin_seed(args.seed, done), robot=args.robot,
-                servo=args.servo, ee_body=args.ee_body, task=args.task))
+                device=args.device, run_dir=str(Path(out).resolve()), seed=graph_seed(args.seed, done),
+                robot=args.robot, servo=args.servo, ee_body=args.ee_body, task=args.task))
             domain = stack.enter_context(ros_domain())
         except (ValueError, FileNotFoundError) as exc:
             print(f"mbpo-ros train: {exc}", file=sys.stderr)
@@ -303,7 +303,7 @@ def _train(args: argparse.Namespace, out: Path, done: int, specs, domain: int) -
     t_start = time.monotonic()
 
     print(f"mbpo-ros train: run directory {out}" + (
-        f" (resuming at {done} env steps; the twin's seed is now {twin_seed(args.seed, done)}, so its "
+        f" (resuming at {done} env steps; the twin's seed is now {graph_seed(args.seed, done)}, so its "
         "episodes go on rather than repeat)" if done else ""), flush=True)
     arm = {"robot": str(Path(args.robot).expanduser().resolve()), "servo": args.servo,
            "ee_body": args.ee_body} if args.robot else {}

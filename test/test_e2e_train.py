@@ -18,12 +18,12 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.ros]
 
-#: reduced budget (the default is 2000; it was 3000 when these figures were taken). With goal relabelling in the preset (issue 13), 3000 steps gave
-#: 80 % deterministic success and 1.9 cm (random: 0 %) in 6.5 min under load 5.7 (about 3 min quiet);
-#: before relabelling this test needed 4500 steps. The fifth round's preset (utd 20, SAC batches of 512,
-#: gamma 0.85) costs twice the compute per learning step and learns in fewer: 2000 steps. The eighth
-#: round's preset learns from env step 250 (not 1,000) and reaches 90 % by 750 steps in the benchmark: 1000
-#: steps (750 learning steps, fewer than the 1,000 of before; the suite sits at its 15-minute budget).
+#: reduced budget (the default is 2000; it was 3000 when these figures were taken). With goal relabelling in the
+#: preset (issue 13), 3000 steps gave 80 % deterministic success and 1.9 cm (random: 0 %) in 6.5 min under load 5.7
+#: (about 3 min quiet); before relabelling this test needed 4500 steps. The fifth round's preset (utd 20, SAC
+#: batches of 512, gamma 0.85) costs twice the compute per learning step and learns in fewer: 2000 steps. The eighth
+#: round's preset learns from env step 250 (not 1,000) and reaches 90 % by 750 steps in the benchmark: 1000 steps
+#: (750 learning steps, fewer than the 1,000 of before; the suite sits at its 15-minute budget).
 REDUCED_STEPS = 1000
 TIME_LIMIT_S = 480  # the slow end-to-end budget: 8 minutes
 
