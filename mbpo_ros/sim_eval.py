@@ -126,22 +126,14 @@ def make_env(**env_kwargs):
     return gym.make(ENV_ID, **env_kwargs)
 
 
-def _task_of(env):
-    task = getattr(env.unwrapped, "task", None)
-    if task is None:
-        from mbpo_ros.core.reach import ReachTask
-
-        task = ReachTask()
-    return task
-
-
 def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], episodes: int, seed: int,
                  env=None, on_episode: Callable[[], object] | None = None,
                  on_frame: Callable[[Callable[[], np.ndarray]], object] | None = None,
                  frame_episodes: int = 0) -> EvalResult:
     """Run ``episodes`` episodes with ``act(obs [obs_dim], rng) -> action [act_dim]``.
 
-    Episode i resets with seed ``seed + EVAL_SEED_OFFSET + i`` (fixed goals for a given seed).
+    Episode i resets with seed ``seed + EVAL_SEED_OFFSET + i`` (fixed goals for a given seed); its outcome
+    is the env's own ``info`` at its last step (``is_success``: within the task's threshold; ``distance``).
     ``on_episode()`` is called after each episode (e.g. a progress bar's ``update``);
     ``on_frame(env.render)`` after the reset and every step of the first ``frame_episodes``
     episodes (the env must have ``render_mode="rgb_array"``; e.g. ``VideoWriter.add``, which renders
@@ -151,7 +143,6 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
         raise ValueError(f"episodes = {episodes} must be at least 1")
     own_env = env is None
     env = make_env() if own_env else env
-    task = _task_of(env)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     successes, distances, returns = [], [], []
@@ -163,14 +154,13 @@ def run_episodes(act: Callable[[np.ndarray, np.random.Generator], np.ndarray], e
                 on_frame(env.render)
             ret, done = 0.0, False
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(act(obs, rng))
+                obs, reward, terminated, truncated, info = env.step(act(obs, rng))
                 ret += float(reward)
                 done = terminated or truncated
                 if record:
                     on_frame(env.render)
-            d = float(task.distance(obs))
-            distances.append(d)
-            successes.append(d < task.cfg.success_threshold)
+            distances.append(float(info["distance"]))
+            successes.append(bool(info["is_success"]))
             returns.append(ret)
             if on_episode is not None:
                 on_episode()
@@ -186,8 +176,7 @@ class FixedEpisodes:
     on all of them: ``act(obs [episodes, obs_dim]) -> actions [episodes, act_dim]``.
 
     The envs are made once and reused by every call, which evaluates from the same resets, so a learning
-    curve's evaluations differ only in the policy. Success is the env's own ``info["is_success"]`` at an
-    episode's last step (the task's threshold), the distance its ``info["distance"]``.
+    curve's evaluations differ only in the policy; an episode's outcome is its env's ``info``, as there.
 
         evaluator = FixedEpisodes(50, seed=0, task="track")   # keyword arguments as gym.make's
         result = evaluator(lambda obs: actor(obs))             # an EvalResult

@@ -2,8 +2,8 @@
 guard against regressions in sample efficiency).
 
 In-process MBPO on ``mbpo_ros/ArmReach-v0``, seed 0, one torch thread; then the deterministic policy on
-50 fixed episodes (``reset(seed=10_000 + k)``, sim_eval.FixedEpisodes), as benchmarks/sample_efficiency.py evaluates. The
-benchmark (docs/benchmarks.md, "Eighth round") has seed 0 of the current preset (learning from env step
+50 fixed episodes (``reset(seed=10_000 + k)``, sim_eval.FixedEpisodes), as benchmarks/sample_efficiency.py
+evaluates. The benchmark (docs/benchmarks.md, "Eighth round") has seed 0 of the current preset (learning from env step
 250, model rollouts of 3 steps) at 100 % / 1.6 cm after 750 steps; the preset before (1,000 random steps,
 rollouts of 1 step) was still taking random actions there (0 %, 57 cm) and reached 90 % / 1.7 cm after
 1,250; the random policy is at 0 % and about 30 cm. The thresholds sit between. Cost: about 100 s on the
@@ -28,27 +28,27 @@ REACH_STEPS = 750
 TRACK_STEPS = 600
 
 
-def _evaluate(policy, **env_kwargs) -> tuple[float, float]:
+def _evaluate(policy, task_name: str) -> tuple[float, float]:
     """Success rate and mean final distance (m) of the deterministic policy on the 50 fixed episodes."""
     from mbpo_ros.sim_eval import FixedEpisodes
 
-    result = FixedEpisodes(50, 0, **env_kwargs)(policy)
+    result = FixedEpisodes(50, 0, task=task_name)(policy)
     return result.success_rate, result.final_distance_m
 
 
-def _train(task_name: str, env_id: str, steps: int, seed: int):
+def _train(task_name: str, steps: int, seed: int):
     """In-process MBPO with preset("reach") on the gym twin for `steps` real steps; the deterministic policy."""
-    import mbpo_ros.sim  # noqa: F401
     from mbpo_ros.core.config import preset
     from mbpo_ros.core.tasks import get_task
     from mbpo_ros.core.trainer import MBPO
+    from mbpo_ros.sim_eval import make_env
 
     cfg = preset("reach")
     cfg.seed, cfg.device = seed, "cpu"
     cfg.mbpo.max_model_train_seconds = 0.0  # as the benchmark: steps, not seconds (no load dependence)
     task = get_task(task_name)
     agent = MBPO(task.obs_dim, task.act_dim, cfg, task)
-    env = gym.make(env_id)
+    env = make_env(task=task_name)
     obs, _ = env.reset(seed=seed)
     while agent.env_steps < steps:
         act = agent.act(obs)
@@ -65,7 +65,7 @@ def _train(task_name: str, env_id: str, steps: int, seed: int):
 
 
 def test_mbpo_reach_preset_learns_reach_within_750_steps(one_torch_thread):
-    success, distance = _evaluate(_train("reach", "mbpo_ros/ArmReach-v0", REACH_STEPS, seed=0))
+    success, distance = _evaluate(_train("reach", REACH_STEPS, seed=0), "reach")
     assert distance < 0.05 and success >= 0.5, (
         f"after {REACH_STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
         "(seed 0 reached 100 % and 1.6 cm in the benchmark)"
@@ -73,8 +73,7 @@ def test_mbpo_reach_preset_learns_reach_within_750_steps(one_torch_thread):
 
 
 def test_mbpo_reach_preset_learns_track_within_600_steps(one_torch_thread):
-    env_id = "mbpo_ros/ArmTrack-v0"
-    success, distance = _evaluate(_train("track", env_id, TRACK_STEPS, seed=1), task="track")
+    success, distance = _evaluate(_train("track", TRACK_STEPS, seed=1), "track")
     assert distance < 0.05 and success >= 0.5, (
         f"track after {TRACK_STEPS} real steps: success {success:.0%}, mean final distance {100 * distance:.1f} cm "
         "(seed 1 reached 100 % and 1.7 cm after 500 steps in the benchmark)"

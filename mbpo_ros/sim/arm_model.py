@@ -9,9 +9,9 @@ on request, edits the parsed model with MuJoCo's model-editing API, never the fi
   named ``<joint>_servo``; a URDF joint's ``<limit effort>`` is its actuator force range in MuJoCo's
   import (``actuatorfrcrange``), which bounds that servo the same way. Gains are sized per joint from
   the joint-space inertia at the model's rest pose, so each servo has a time constant of
-  `SERVO_TIME_CONSTANT` (velocity) or a critically damped response of that time constant (position). Gravity is compensated through the actuators
-  (`gravcomp` on the arm's bodies, `actuatorgravcomp` on its joints), as an arm's drive does. The
-  integrator becomes ``implicitfast``, which keeps stiff servos stable at the twin's 2 ms step.
+  `SERVO_TIME_CONSTANT` (velocity) or a critically damped response of that time constant (position).
+  Gravity is compensated through the actuators (`gravcomp` on the arm's bodies, `actuatorgravcomp` on
+  its joints), as an arm's drive does. The integrator becomes ``implicitfast``, which keeps stiff servos stable at the twin's 2 ms step.
 - ``ee_body="tool0"``: adds the end-effector site (`ee_site`, default ``ee_site``) at that body's
   origin (``ee_offset`` moves it in the body's frame).
 
